@@ -1,0 +1,88 @@
+"""The ASGI application: MVSep's routes over the services, started with the executor."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openmvsep.api import separation, site, storage
+from openmvsep.api.context import AppContext
+from openmvsep.api.limits import BodyLimit, RateLimit
+from openmvsep.api.responses import error, ok, validation_error
+from openmvsep.engine.recipes import runnable_map
+from openmvsep.runner.executor import Executor, make_executor
+from openmvsep.service.catalog import Catalog
+from openmvsep.service.errors import ServiceError, ValidationFailed
+from openmvsep.service.jobs import JobService
+from openmvsep.settings import Settings
+from openmvsep.store.db import Database
+from openmvsep.store.files import LocalStorage
+from openmvsep.store.migrate import upgrade
+
+log = logging.getLogger("openmvsep.api")
+
+
+def build_context(settings: Settings, executor: Executor | None = None) -> AppContext:
+    upgrade(settings.effective_database_url)
+    db = Database(settings.effective_database_url)
+    storage_ = LocalStorage(settings.storage_dir)
+    catalog = Catalog.load(runnable_map())
+    executor = executor or make_executor(settings)
+    jobs = JobService(db, storage_, settings, catalog, notify=executor.notify)
+    return AppContext(settings=settings, db=db, storage=storage_, catalog=catalog, jobs=jobs, executor=executor)
+
+
+def create_app(settings: Settings | None = None, *, executor: Executor | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        context = build_context(settings, executor)
+        app.state.ctx = context
+        context.executor.start()
+        try:
+            yield
+        finally:
+            context.executor.stop()
+            context.db.dispose()
+
+    app = FastAPI(title="openmvsep", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.include_router(separation.router)
+    app.include_router(site.router)
+    app.include_router(storage.router)
+
+    @app.get("/health")
+    def health():
+        return ok({"success": True, "status": "ok"})
+
+    @app.exception_handler(ValidationFailed)
+    async def _validation(_: Request, e: ValidationFailed):
+        return validation_error(e.fields, e.status)
+
+    @app.exception_handler(ServiceError)
+    async def _service(_: Request, e: ServiceError):
+        return error(e.message, e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_: Request, e: RequestValidationError):
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return error(f"Invalid {where}: {first.get('msg', 'bad value')}", 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException):
+        message = {404: "Not found", 405: "Method not allowed"}.get(e.status_code, str(e.detail))
+        return error(message, e.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, e: Exception):
+        log.exception("unhandled error")
+        return error("Internal server error", 500)
+
+    app.add_middleware(BodyLimit, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    return app

@@ -1,0 +1,28 @@
+"""What the routes reach: one object built at start-up, hung on app.state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from openmvsep.runner.executor import Executor
+from openmvsep.service.catalog import Catalog
+from openmvsep.service.jobs import JobService
+from openmvsep.settings import Settings
+from openmvsep.store.db import Database
+from openmvsep.store.files import LocalStorage
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    storage: LocalStorage
+    catalog: Catalog
+    jobs: JobService
+    executor: Executor
+
+
+def ctx(request: Request) -> AppContext:
+    return request.app.state.ctx

@@ -1,0 +1,87 @@
+"""`/api/separation/*`: create, get, get-remote, cancel, delete."""
+
+from __future__ import annotations
+
+import shutil
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from openmvsep.api.context import ctx
+from openmvsep.api.forms import close_uploads, read_form, save_upload, token_of
+from openmvsep.api.responses import ok
+from openmvsep.service.errors import ServiceError
+from openmvsep.service.jobs import JobRequest, parse_output_format, parse_sep_type
+
+router = APIRouter(prefix="/api/separation")
+
+UPLOAD_ROLES = ("audiofile", "target_audiofile", "reference_audiofile")
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@router.post("/create")
+async def create(request: Request):
+    c = ctx(request)
+    cfg = c.settings
+    form = await read_form(request, max_fields=cfg.max_form_fields, max_field_bytes=cfg.max_form_field_bytes)
+    scratch = None
+    try:
+        req = JobRequest(
+            sep_type=parse_sep_type(form.get("sep_type")),
+            options_form={k: v for k, v in form.fields.items() if k.startswith("add_opt")},
+            output_format=parse_output_format(form.get("output_format")),
+            is_demo=_flag(form.get("is_demo")),
+            webhook_url=(form.get("webhook_url") or "").strip() or None,
+        )
+        token = token_of(request, form)
+        url = (form.get("url") or "").strip()
+        uploads = {role: f for role, f in form.files.items() if role in UPLOAD_ROLES}
+        if url and not uploads:
+            remote = await run_in_threadpool(c.jobs.create_remote, token, req, url, form.get("remote_type") or "direct")
+            return ok({"success": True, "data": {"link": c.jobs.url(
+                f"/api/separation/get-remote?hash={remote.short_hash}"), "hash": remote.short_hash}})
+        scratch = c.storage.scratch_dir()
+        saved = {}
+        for role, upload in uploads.items():
+            saved[role] = await run_in_threadpool(save_upload, upload, scratch, role)
+        job = await run_in_threadpool(c.jobs.create, token, req, saved)
+        return ok({"success": True, "data": {"link": c.jobs.status_link(job.hash), "hash": job.hash}})
+    finally:
+        await close_uploads(form)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+@router.get("/get")
+def get(request: Request, hash: str = ""):  # noqa: A002 - MVSep's parameter name
+    return ok(ctx(request).jobs.status(hash.strip()))
+
+
+@router.get("/get-remote")
+def get_remote(request: Request, hash: str = ""):  # noqa: A002
+    return ok(ctx(request).jobs.remote_status(hash.strip()))
+
+
+async def _hash_action(request: Request, action: str):
+    c = ctx(request)
+    form = await read_form(request, max_fields=c.settings.max_form_fields, max_field_bytes=c.settings.max_form_field_bytes)
+    await close_uploads(form)
+    hash_value = (form.get("hash") or "").strip()
+    if not hash_value:
+        raise ServiceError("The hash field is required.")
+    await run_in_threadpool(getattr(c.jobs, action), token_of(request, form), hash_value)
+    message = "Separation cancelled" if action == "cancel" else "Separation deleted"
+    return ok({"success": True, "message": message, "data": {"message": message}})
+
+
+@router.post("/cancel")
+async def cancel(request: Request):
+    return await _hash_action(request, "cancel")
+
+
+@router.post("/delete")
+async def delete(request: Request):
+    return await _hash_action(request, "delete")

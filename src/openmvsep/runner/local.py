@@ -1,0 +1,129 @@
+"""The local executor: worker processes on this machine, watched by a supervisor thread.
+
+The supervisor restarts a worker that died and hands its work back to the queue at once; it also takes
+back work held by workers of an earlier run of the server (a restart), and runs the janitor.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import socket
+import threading
+import time
+import uuid
+
+from openmvsep.runner import queue
+from openmvsep.runner.janitor import sweep_expired
+from openmvsep.settings import Settings
+from openmvsep.store.db import Database
+from openmvsep.store.files import LocalStorage
+
+log = logging.getLogger("openmvsep.executor")
+
+
+def worker_name_prefix() -> str:
+    return f"local:{socket.gethostname()}:"
+
+
+def _worker_main(settings_json: str, name: str, wake) -> None:  # noqa: ANN001
+    """Entry point of a worker process: claim, run, and sleep until woken or the poll interval passes."""
+    from openmvsep.runner.worker import Worker
+
+    settings = Settings.model_validate_json(settings_json)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    worker = Worker(settings, name)
+    while True:
+        try:
+            if worker.run_next():
+                continue
+        except Exception:
+            log.exception("worker loop error")
+            time.sleep(1)
+        wake.wait(settings.worker_poll_seconds)
+        wake.clear()
+
+
+class LocalExecutor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.boot = uuid.uuid4().hex[:8]
+        self.ctx = mp.get_context("spawn")  # no forked copies of the server's threads and sockets
+        self.wake = self.ctx.Event()
+        self.procs: dict[str, mp.process.BaseProcess] = {}
+        self._stop = threading.Event()
+        self._supervisor: threading.Thread | None = None
+        self.db = Database(settings.effective_database_url)
+        self.storage = LocalStorage(settings.storage_dir)
+
+    def _name(self, index: int) -> str:
+        return f"{worker_name_prefix()}{self.boot}:{index}"
+
+    def start(self) -> None:
+        # Work held by this host's workers from an earlier run died with them.
+        self._release_previous_boots()
+        for i in range(self.settings.workers):
+            self._spawn(i)
+        self._supervisor = threading.Thread(target=self._supervise, name="openmvsep-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _release_previous_boots(self) -> None:
+        from sqlalchemy import select
+
+        from openmvsep.store.models import RemoteJob, WorkItem
+
+        prefix = worker_name_prefix()
+        with self.db.reader() as s:
+            held = set(s.scalars(select(WorkItem.worker).where(WorkItem.status == "running",
+                                                               WorkItem.worker.like(f"{prefix}%"))))
+            held |= set(s.scalars(select(RemoteJob.worker).where(RemoteJob.status == "processing",
+                                                                 RemoteJob.worker.like(f"{prefix}%"))))
+        stale = [w for w in held if w and not w.startswith(f"{prefix}{self.boot}:")]
+        if stale:
+            n = queue.release_lost_work(self.db, self.settings.max_attempts, workers=stale)
+            log.info("took back %d work item(s) from an earlier run", n)
+
+    def _spawn(self, index: int) -> None:
+        name = self._name(index)
+        proc = self.ctx.Process(target=_worker_main, args=(self.settings.model_dump_json(), name, self.wake),
+                                name=f"openmvsep-worker-{index}", daemon=True)
+        proc.start()
+        self.procs[name] = proc
+
+    def _supervise(self) -> None:
+        next_sweep = 0.0
+        while not self._stop.wait(1.0):
+            for name, proc in list(self.procs.items()):
+                if not proc.is_alive() and not self._stop.is_set():
+                    log.warning("worker %s exited (code %s); its work goes back to the queue", name, proc.exitcode)
+                    queue.release_lost_work(self.db, self.settings.max_attempts, workers=[name])
+                    del self.procs[name]
+                    self._spawn(int(name.rsplit(":", 1)[1]))
+                    self.wake.set()
+            try:
+                if queue.release_lost_work(self.db, self.settings.max_attempts):
+                    self.wake.set()
+                if time.monotonic() >= next_sweep:
+                    sweep_expired(self.db, self.storage)
+                    next_sweep = time.monotonic() + self.settings.janitor_interval_seconds
+            except Exception:
+                log.exception("supervisor error")
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            proc.join(timeout=10)
+        self.procs.clear()
+        # What they were running goes back to the queue now rather than after the lease.
+        queue.release_lost_work(self.db, self.settings.max_attempts, forgive=True,
+                                worker_prefix=f"{worker_name_prefix()}{self.boot}:")
+        self.db.dispose()
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: proc.pid for name, proc in self.procs.items()}
+

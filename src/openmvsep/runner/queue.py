@@ -1,0 +1,136 @@
+"""The queue in the database: claiming work with a lease, finishing it, and taking back lost work.
+
+Every transition is one transaction, so a worker that dies at any point leaves the job either where it was
+or with an expired lease that `reap_expired` turns back into waiting work (or a failure after
+`max_attempts`). Credits are refunded in the same transaction that fails a job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from openmvsep.service import accounts
+from openmvsep.store.db import Database, utcnow
+from openmvsep.store.models import Job, RemoteJob, User, WorkItem
+
+JOB_STATUS_WHILE_RUNNING = {"whole": "processing", "chunk": "distributing", "merge": "merging"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str  # whole | chunk | merge | remote
+    id: int  # work item id, or remote job id
+    job_id: int | None
+    attempts: int
+
+
+def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
+    """Take the next piece of work: URL downloads first (they are short), then items by plan, job and index."""
+    now = utcnow()
+    lease = now + timedelta(seconds=lease_seconds)
+    with db.session() as s:
+        remote = s.scalar(select(RemoteJob).where(RemoteJob.status == "waiting").order_by(
+            RemoteJob.plan.desc(), RemoteJob.id).limit(1).with_for_update(skip_locked=True))
+        if remote is not None:
+            remote.status, remote.worker, remote.lease_until = "processing", worker, lease
+            remote.attempts += 1
+            remote.updated_at = now
+            return Claim("remote", remote.id, None, remote.attempts)
+        item = s.scalar(select(WorkItem).where(WorkItem.status == "waiting").order_by(
+            WorkItem.plan.desc(), WorkItem.job_id, WorkItem.index).limit(1).with_for_update(skip_locked=True))
+        if item is None:
+            return None
+        item.status, item.worker, item.lease_until = "running", worker, lease
+        item.attempts += 1
+        job = s.get(Job, item.job_id)
+        job.status = JOB_STATUS_WHILE_RUNNING[item.kind]
+        job.started_at = job.started_at or now
+        job.updated_at = now
+        return Claim(item.kind, item.id, item.job_id, item.attempts)
+
+
+def extend_lease(db: Database, claim: Claim, worker: str, lease_seconds: float) -> None:
+    table = RemoteJob if claim.kind == "remote" else WorkItem
+    with db.session() as s:
+        s.execute(update(table).where(table.id == claim.id, table.worker == worker)
+                  .values(lease_until=utcnow() + timedelta(seconds=lease_seconds)))
+
+
+def fail_job(s: Session, job: Job, message: str) -> None:
+    """Fail a job and give back what it cost, in the caller's transaction."""
+    if job.status in ("done", "failed", "cancelled"):
+        return
+    job.status, job.message = "failed", message
+    job.finished_at = job.updated_at = utcnow()
+    for item in s.scalars(select(WorkItem).where(WorkItem.job_id == job.id, WorkItem.status.in_(("waiting", "running")))):
+        item.status = "failed"
+    if job.credits_charged and job.user_id is not None:
+        user = s.get(User, job.user_id)
+        if user is not None:
+            accounts.change_credits(s, user, job.credits_charged, "refund", job_id=job.id)
+
+
+def finish_item(s: Session, item: WorkItem) -> Job:
+    """Mark an item done; when it was the last chunk, queue the merge. Returns the job."""
+    item.status, item.lease_until = "done", None
+    job = s.get(Job, item.job_id)
+    job.updated_at = utcnow()
+    if item.kind == "chunk":
+        job.finished_chunks = s.scalar(select(func.count()).select_from(WorkItem).where(
+            WorkItem.job_id == job.id, WorkItem.kind == "chunk", WorkItem.status == "done"))
+        if job.finished_chunks == job.all_chunks:
+            job.status = "merging"
+            s.add(WorkItem(job_id=job.id, kind="merge", index=job.all_chunks, plan=job.plan, status="waiting"))
+    return job
+
+
+def release_lost_work(db: Database, max_attempts: int, *, workers: list[str] | None = None,
+                      worker_prefix: str | None = None, forgive: bool = False) -> int:
+    """Take back work whose lease expired, or that named workers (known dead) held. Returns how many.
+
+    `forgive`: the workers were stopped on purpose (shutdown), so the attempt does not count.
+    """
+    now = utcnow()
+    released = 0
+    with db.session() as s:
+        def lost(table):  # noqa: ANN001, ANN202
+            cond = [table.status.in_(("running", "processing"))]
+            if workers is not None:
+                cond.append(table.worker.in_(workers))
+            elif worker_prefix is not None:
+                cond.append(table.worker.like(f"{worker_prefix}%"))
+            else:
+                cond.append(table.lease_until < now)
+            return s.scalars(select(table).where(*cond)).all()
+
+        for item in lost(WorkItem):
+            if item.status != "running":
+                continue
+            released += 1
+            job = s.get(Job, item.job_id)
+            if forgive:
+                item.attempts -= 1
+            elif item.attempts >= max_attempts:
+                item.status = "failed"
+                fail_job(s, job, f"The separation failed: its worker stopped {item.attempts} times")
+                continue
+            item.status, item.worker, item.lease_until = "waiting", None, None
+            if item.kind == "whole":
+                job.status = "waiting"
+            job.updated_at = now
+        for remote in lost(RemoteJob):
+            if remote.status != "processing":
+                continue
+            released += 1
+            if forgive:
+                remote.attempts -= 1
+            if remote.attempts >= max_attempts and not forgive:
+                remote.status, remote.message = "failed", "The download failed: its worker stopped repeatedly"
+            else:
+                remote.status, remote.worker, remote.lease_until = "waiting", None, None
+            remote.updated_at = now
+    return released

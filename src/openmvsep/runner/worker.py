@@ -1,0 +1,256 @@
+"""A worker: claims one piece of work at a time and runs it through the engine.
+
+Every executor runs the same `Worker.run_claim`; only how workers are started differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from openmvsep.engine import audio
+from openmvsep.engine.cache import ModelCache
+from openmvsep.engine.joins import Chunk, join_chunks
+from openmvsep.engine.recipes import RECIPES
+from openmvsep.runner import queue
+from openmvsep.service.catalog import Catalog
+from openmvsep.service.jobs import JobService, Upload
+from openmvsep.service.naming import output_names
+from openmvsep.service.webhooks import send_webhook
+from openmvsep.settings import Settings
+from openmvsep.store.db import Database, utcnow
+from openmvsep.store.files import LocalStorage
+from openmvsep.store.models import Job, WorkItem
+
+log = logging.getLogger("openmvsep.worker")
+LOSSY_MAX_RATE = 48000  # MP3 and AAC encoders take no higher rate
+MERGE_BLOCK_FRAMES = 1 << 18
+
+
+class JobFailure(Exception):
+    """A job that cannot succeed however often it is retried; the message is shown to the user."""
+
+
+class Worker:
+    def __init__(self, settings: Settings, name: str, *, db: Database | None = None,
+                 storage: LocalStorage | None = None, catalog: Catalog | None = None):
+        from openmvsep.engine.recipes import runnable_map
+
+        self.settings = settings
+        self.name = name
+        self.db = db or Database(settings.effective_database_url)
+        self.storage = storage or LocalStorage(settings.storage_dir)
+        self.catalog = catalog or Catalog.load(runnable_map())
+        self.jobs = JobService(self.db, self.storage, settings, self.catalog)
+        self.models = ModelCache(settings.models_kept_loaded)
+
+    # ---------------------------------------------------------------- loop
+
+    def run_next(self) -> bool:
+        """Claim and run one piece of work; False when there was none."""
+        claim = queue.claim_next(self.db, self.name, self.settings.lease_seconds)
+        if claim is None:
+            return False
+        self.run_claim(claim)
+        return True
+
+    def run_claim(self, claim: queue.Claim) -> None:
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(claim, stop), daemon=True)
+        beat.start()
+        try:
+            if claim.kind == "remote":
+                self._run_remote(claim.id)
+            else:
+                self._run_item(claim)
+        finally:
+            stop.set()
+            beat.join()
+
+    def _heartbeat(self, claim: queue.Claim, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.heartbeat_seconds):
+            try:
+                queue.extend_lease(self.db, claim, self.name, self.settings.lease_seconds)
+            except Exception:  # a missed beat only shortens the lease; the next one retries
+                log.exception("heartbeat failed")
+
+    # ---------------------------------------------------------------- work items
+
+    def _run_item(self, claim: queue.Claim) -> None:
+        with self.db.reader() as s:
+            item = s.get(WorkItem, claim.id)
+            job = s.get(Job, claim.job_id)
+        scratch = self.storage.scratch_dir()
+        try:
+            if item.kind == "whole":
+                stems, rate = self._separate(job, item)
+                files = self._encode_outputs(job, ((name, [data]) for name, data in stems.items()), rate, scratch)
+                self._complete(job, item, files)
+            elif item.kind == "chunk":
+                stems, rate = self._separate(job, item)
+                self._store_chunk(job, item, stems, rate, scratch)
+                self._complete(job, item, None)
+            else:
+                files = self._merge(job, scratch)
+                self._complete(job, item, files)
+        except (JobFailure, audio.AudioError) as e:
+            self._fail(job.id, str(e))
+        except Exception as e:  # a bug or an engine error: the user gets a message, the worker goes on
+            log.exception("job %s failed", job.hash)
+            self._fail(job.id, f"Separation failed: {type(e).__name__}: {e}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _separate(self, job: Job, item: WorkItem) -> tuple[dict[str, np.ndarray], int]:
+        recipe = RECIPES.get(job.sep_type)
+        if recipe is None:
+            raise JobFailure(f"Separation type {job.sep_type} cannot run on this server")
+        rate = recipe.sample_rate or job.inputs[recipe.inputs[0]]["sample_rate"]
+        start, duration = 0.0, None
+        if item.kind == "chunk":
+            start = item.start_frame / rate
+            last = item.index == job.all_chunks - 1
+            duration = None if last else (item.end_frame - item.start_frame) / rate
+        inputs = {}
+        for role in recipe.inputs:
+            data, _ = audio.read_audio(self.storage.path(job.inputs[role]["key"]), sample_rate=rate,
+                                       start=start, duration=duration)
+            inputs[role] = data
+        stems, out_rate = recipe.run(inputs, rate, dict(job.options), self.models)
+        return stems, out_rate
+
+    def _output_labels(self, job: Job) -> dict[str, str]:
+        algo = self.catalog.get(job.sep_type)
+        return algo.output_labels(dict(job.options)) if algo else {}
+
+    def _encode_outputs(self, job: Job, stems, rate: int, scratch: Path) -> list[dict]:  # noqa: ANN001
+        """Encode each stem (given as an iterable of blocks) into storage; returns the job's file records."""
+        fmt = audio.FORMATS[job.output_format]
+        algo = self.catalog.get(job.sep_type)
+        labels = self._output_labels(job)
+        main = next(iter(job.inputs.values()))
+        files = []
+        for stem, blocks in stems:
+            storage_name, download = output_names(job.hash, main["name"], algo.name, dict(job.options), stem,
+                                                  fmt.extension, job.long_filenames)
+            local = scratch / storage_name
+            out_rate = rate
+            if fmt.extension in ("mp3", "m4a") and rate > LOSSY_MAX_RATE:
+                out_rate = LOSSY_MAX_RATE
+            writer = resampler = None
+            channels = 0
+            for block in blocks:
+                block = np.asarray(block, dtype=np.float32)
+                if writer is None:
+                    channels = block.shape[0]
+                    writer = audio.AudioWriter(local, job.output_format, out_rate, channels)
+                    if out_rate != rate:
+                        resampler = soxr.ResampleStream(rate, out_rate, channels, dtype="float32")
+                if resampler is not None:
+                    block = resampler.resample_chunk(block.T).T
+                writer.write(block)
+            if writer is None:
+                raise JobFailure(f"The engine produced no audio for {stem}")
+            if resampler is not None:
+                writer.write(resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
+            writer.close()
+            key = f"processed/{storage_name}"
+            size = self.storage.put_file(key, local)
+            files.append({"type": labels.get(stem, stem.replace("_", " ").title()), "key": key,
+                          "download": download, "bytes": size, "stem": stem})
+        return files
+
+    # ---------------------------------------------------------------- chunks
+
+    def _chunk_key(self, job: Job, index: int, stem: str) -> str:
+        return f"work/{job.id}/{index:05d}_{stem}.wav"
+
+    def _store_chunk(self, job: Job, item: WorkItem, stems: dict[str, np.ndarray], rate: int, scratch: Path) -> None:
+        expected = RECIPES[job.sep_type].stems(dict(job.options))
+        if list(stems) != expected:
+            raise JobFailure(f"The engine returned stems {list(stems)}, expected {expected}")
+        for stem, data in stems.items():
+            local = scratch / f"{stem}.wav"
+            sf.write(local, np.asarray(data, dtype=np.float32).T, rate, subtype="FLOAT")
+            self.storage.put_file(self._chunk_key(job, item.index, stem), local)
+
+    def _merge(self, job: Job, scratch: Path) -> list[dict]:
+        with self.db.reader() as s:
+            chunks = s.query(WorkItem).filter(WorkItem.job_id == job.id, WorkItem.kind == "chunk").order_by(
+                WorkItem.index).all()
+        stems = RECIPES[job.sep_type].stems(dict(job.options))
+        def pieces(stem: str):  # noqa: ANN202
+            for c in chunks:
+                data, _ = sf.read(self.storage.path(self._chunk_key(job, c.index, stem)), dtype="float32",
+                                  always_2d=True)
+                end = c.start_frame + data.shape[0]  # the last chunk runs to the real end of the input
+                yield Chunk(c.index, c.start_frame, end), data.T
+
+        with sf.SoundFile(self.storage.path(self._chunk_key(job, chunks[-1].index, stems[0]))) as f:
+            rate = f.samplerate
+            total = chunks[-1].start_frame + f.frames
+        overlap = int(self.settings.chunk_overlap_seconds * rate)
+        files = self._encode_outputs(
+            job, ((stem, join_chunks(pieces(stem), total, overlap)) for stem in stems), rate, scratch)
+        return files
+
+    # ---------------------------------------------------------------- finishing
+
+    def _complete(self, job: Job, item: WorkItem, files: list[dict] | None) -> None:
+        with self.db.session() as s:
+            db_item = s.get(WorkItem, item.id)
+            if db_item.status != "running" or db_item.worker != self.name:
+                return  # the lease was lost and someone else owns it now; their result counts
+            current = queue.finish_item(s, db_item)
+            if files is not None:
+                current.status, current.files = "done", files
+                current.finished_at = current.updated_at = utcnow()
+        if files is not None:
+            self.storage.delete_prefix(f"work/{job.id}")
+            self._notify_webhook(job.hash)
+
+    def _fail(self, job_id: int, message: str) -> None:
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            queue.fail_job(s, job, message)
+            hash_value = job.hash
+        self.storage.delete_prefix(f"work/{job_id}")
+        self._notify_webhook(hash_value)
+
+    def _notify_webhook(self, hash_value: str) -> None:
+        with self.db.reader() as s:
+            job = s.query(Job).filter(Job.hash == hash_value).one()
+            url = job.webhook_url
+        if url:
+            send_webhook(url, {"hash": hash_value, **self.jobs.status(hash_value)}, self.settings)
+
+    # ---------------------------------------------------------------- URL inputs
+
+    def _run_remote(self, remote_id: int) -> None:
+        from openmvsep.service.remote import RemoteFetchError, fetch
+        from openmvsep.service.errors import ServiceError
+        from openmvsep.store.models import RemoteJob
+
+        with self.db.reader() as s:
+            remote = s.get(RemoteJob, remote_id)
+            url, remote_type = remote.url, remote.remote_type
+        scratch = self.storage.scratch_dir()
+        try:
+            fetched = fetch(url, remote_type, scratch, max_bytes=self.settings.remote_max_bytes,
+                            timeout=self.settings.remote_timeout_seconds,
+                            allow_private=self.settings.remote_allow_private)
+            self.jobs.finish_remote(remote_id, Upload(fetched.path, fetched.filename))
+        except (RemoteFetchError, ServiceError) as e:
+            self.jobs.fail_remote(remote_id, str(e))
+        except Exception as e:
+            log.exception("remote download %s failed", remote_id)
+            self.jobs.fail_remote(remote_id, f"Download failed: {type(e).__name__}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+

@@ -1,0 +1,73 @@
+"""Every setting in one place; each one also comes from an `OPENMVSEP_*` environment variable."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENMVSEP_", extra="ignore")
+
+    # Where things live.
+    data_dir: Path = Path("./data")
+    database_url: str = ""  # empty: SQLite file in data_dir
+    public_url: str = ""  # empty: http://<host>:<port>; every URL in a response is built from it
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Executor.
+    executor: str = "local"
+    workers: int = 1
+    worker_poll_seconds: float = 0.5
+    lease_seconds: float = 60.0  # a claimed work item is lost after this long without a heartbeat
+    heartbeat_seconds: float = 5.0
+    max_attempts: int = 3  # a work item that lost its worker this often fails the job
+    models_kept_loaded: int = 2  # per worker, least recently used models are dropped
+
+    # Long inputs.
+    chunk_threshold_seconds: float = 600.0  # inputs longer than this are split into work items
+    chunk_seconds: float = 300.0
+    chunk_overlap_seconds: float = 2.0  # crossfade length at each join
+
+    # Limits.
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    max_form_field_bytes: int = 64 * 1024
+    max_form_fields: int = 64
+    max_input_seconds: float = 4 * 3600.0
+    rate_limit_per_minute: int = 600  # per client address and route; 0 disables
+    remote_max_bytes: int = 1024 * 1024 * 1024
+    remote_timeout_seconds: float = 60.0
+    remote_allow_private: bool = False  # URL inputs on private/loopback addresses are refused unless set
+
+    # Business rules.
+    free_concurrent_jobs: int = 1  # active jobs of a non-premium user; 0 = unlimited
+    premium_concurrent_jobs: int = 0  # 0 = unlimited
+    free_daily_jobs: int = 0  # 0 = unlimited (MVSep: 50)
+    anonymous_jobs: bool = False  # allow create without api_token (the "unregistered" plan)
+    new_user_credits: int = 0
+    registration_open: bool = True
+    retention_hours: float = 72.0
+    janitor_interval_seconds: float = 600.0
+
+    # Engine.
+    device: str = "auto"
+
+    @cached_property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'openmvsep.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"

@@ -1,0 +1,134 @@
+"""The tables. The database is the record of every job; nothing about a job lives only in memory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    api_token: Mapped[str] = mapped_column(String(64), unique=True)
+    credits: Mapped[int] = mapped_column(Integer, default=0)  # MVSep's premium_minutes; the ledger explains every change
+    premium_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    long_filenames_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    credit_alert_threshold: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CreditEntry(Base):
+    """One change of a user's credits: a grant, a charge for a job, or a refund."""
+
+    __tablename__ = "credit_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    delta: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))  # grant | charge | refund
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Job(Base):
+    """One separation. `status` follows DESIGN.md's state machine."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(255), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True)
+    plan: Mapped[int] = mapped_column(Integer)  # 2 premium, 1 registered, 0 unregistered: higher is served first
+    sep_type: Mapped[int] = mapped_column(Integer)
+    options: Mapped[dict] = mapped_column(JSON)  # server_key -> chosen key
+    output_format: Mapped[int] = mapped_column(Integer)
+    is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    long_filenames: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    inputs: Mapped[dict] = mapped_column(JSON)  # role -> {key, name, size, duration, sample_rate, channels, tags}
+    duration: Mapped[float] = mapped_column(Float)
+    credits_charged: Mapped[int] = mapped_column(Integer, default=0)
+    all_chunks: Mapped[int] = mapped_column(Integer, default=1)
+    finished_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    files: Mapped[list | None] = mapped_column(JSON, nullable=True)  # [{type, key, download, bytes}] once done
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    files_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+    __table_args__ = (Index("ix_jobs_queue", "status", "plan", "id"),)
+
+    def storage_keys(self) -> list[str]:
+        """Every stored file of this job: its inputs and its outputs."""
+        return [i["key"] for i in self.inputs.values()] + [f["key"] for f in (self.files or [])]
+
+
+class WorkItem(Base):
+    """A unit a worker claims: a whole job, one chunk of a long job, or the merge of its chunks."""
+
+    __tablename__ = "work_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # whole | chunk | merge
+    index: Mapped[int] = mapped_column(Integer, default=0)
+    start_frame: Mapped[int] = mapped_column(Integer, default=0)
+    end_frame: Mapped[int] = mapped_column(Integer, default=0)
+    plan: Mapped[int] = mapped_column(Integer)  # copied from the job so the claim query needs no join
+    status: Mapped[str] = mapped_column(String(12))  # waiting | running | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_work_claim", "status", "plan", "job_id", "index"),)
+
+
+class RemoteJob(Base):
+    """A URL input: downloaded first, then it becomes a real job (MVSep's get-remote stage)."""
+
+    __tablename__ = "remote_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    short_hash: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True)
+    plan: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    remote_type: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict] = mapped_column(JSON)  # sep_type, options, output_format, is_demo, webhook_url
+    status: Mapped[str] = mapped_column(String(16), index=True)  # waiting | processing | done | failed
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    job_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class News(Base):
+    __tablename__ = "news"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    lang: Mapped[str] = mapped_column(String(8), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
