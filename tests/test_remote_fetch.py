@@ -146,7 +146,8 @@ def test_filename_comes_from_content_disposition(server: LocalServer, dest: Path
 
 def test_extended_content_disposition_filename_wins(server: LocalServer, dest: Path) -> None:
     server.routes["/get"] = lambda h: send(h, 200, b"RIFF-data", "audio/wav", {
-        "Content-Disposition": "attachment; filename=\"fallback.wav\"; filename*=UTF-8''Bj%C3%B6rk%20%E2%80%93%20J%C3%B3ga.wav"
+        "Content-Disposition": "attachment; filename=\"fallback.wav\"; "
+                               "filename*=UTF-8''Bj%C3%B6rk%20%E2%80%93%20J%C3%B3ga.wav"
     })
     assert fetch_local(server.url("/get"), dest).filename == "Björk – Jóga.wav"
 
@@ -224,9 +225,17 @@ def test_http_error_status_is_reported(server: LocalServer, dest: Path) -> None:
 
 
 def test_oversized_content_length_is_refused_up_front(server: LocalServer, dest: Path) -> None:
-    server.routes["/big"] = lambda h: send(h, 200, payload(20_000), "audio/wav")
+    def announces_a_huge_body(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "audio/wav")
+        handler.send_header("Content-Length", str(10**12))
+        handler.end_headers()
+        handler.wfile.write(payload(1000))
+        handler.wfile.flush()
+        server.release.wait(10)  # reading the body would stall: only the header can cause the refusal
+    server.routes["/big"] = announces_a_huge_body
     with pytest.raises(RemoteFetchError, match="larger than"):
-        fetch_local(server.url("/big"), dest, max_bytes=10_000)
+        fetch_local(server.url("/big"), dest, max_bytes=10_000, timeout=2.0)
     assert leftover_files(dest) == []
 
 

@@ -382,11 +382,11 @@ def iter_audio(
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError("sample_rate must be positive")
     # Open (and fail on bad input) now, not at the first next().
-    _, channels, blocks = _audio_blocks(path, sample_rate, start, duration)
-    return _reblocked(blocks, block_frames, channels)
+    _, _, blocks = _audio_blocks(path, sample_rate, start, duration)
+    return _reblocked(blocks, block_frames)
 
 
-def _reblocked(blocks: Iterator[np.ndarray], block_frames: int, channels: int) -> Iterator[np.ndarray]:
+def _reblocked(blocks: Iterator[np.ndarray], block_frames: int) -> Iterator[np.ndarray]:
     pending: list[np.ndarray] = []
     pending_frames = 0
     for block in blocks:
@@ -687,7 +687,10 @@ _SOUNDFILE_FORMATS = {1: ("WAV", "PCM_16"), 2: ("FLAC", "PCM_16"), 4: ("WAV", "F
 _MP3_RATES = (32000, 44100, 48000)
 _AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 _AAC_BITRATE_PER_CHANNEL = 128_000  # 256 kbps for stereo
-_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+_MP3_LAYOUTS = {1: "mono", 2: "stereo"}
+# Layouts without an LFE channel: the AAC encoder low-passes LFE, which would wreck a stem
+# that merely happens to sit in the fourth channel. (PyAV cannot build 8-plane frames.)
+_AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "6.0", 7: "7.0"}
 
 # Blocks are handed to the codecs in pieces of at most this many frames, so a long array
 # passed to write() does not turn into a second full-length copy.
@@ -731,16 +734,14 @@ class _PyAVSink:
 
     def __init__(self, path: str, fmt_id: int, sample_rate: int, channels: int):
         if fmt_id == 0:
-            if channels > 2:
-                raise ValueError("mp3 output supports mono or stereo only")
-            container_format, codec, bit_rate, rates = "mp3", "libmp3lame", 320_000, _MP3_RATES
+            container_format, codec, bit_rate, rates, layouts = "mp3", "libmp3lame", 320_000, _MP3_RATES, _MP3_LAYOUTS
         else:
-            if channels > len(_LAYOUTS):
-                raise ValueError(f"m4a output supports at most {len(_LAYOUTS)} channels")
-            container_format, codec, rates = "ipod", "aac", _AAC_RATES
+            container_format, codec, rates, layouts = "ipod", "aac", _AAC_RATES, _AAC_LAYOUTS
             bit_rate = _AAC_BITRATE_PER_CHANNEL * channels
+        if channels not in layouts:
+            raise ValueError(f"{FORMATS[fmt_id].extension} output supports at most {max(layouts)} channels")
         self._rate = _encoder_rate(sample_rate, rates)
-        self._layout = _LAYOUTS[channels]
+        self._layout = layouts[channels]
         self._resampler = (
             _StreamingResampler(sample_rate, self._rate, channels) if self._rate != sample_rate else None
         )

@@ -93,11 +93,13 @@ class JobService:
 
     # ---------------------------------------------------------------- create
 
-    def check_request(self, req: JobRequest) -> tuple[Algorithm, dict[str, str]]:
+    def check_request(self, req: JobRequest, user: User | None) -> tuple[Algorithm, dict[str, str]]:
         """The algorithm and its resolved options, or a refusal; touches nothing."""
         algo = self.catalog.get(req.sep_type)
         if algo is None:
             raise ServiceError(f"Seperation type {req.sep_type} does not exist")
+        if algo.price_coefficient > 1 and not (user and user.premium_enabled and user.credits > 0):
+            raise ServiceError(PREMIUM_GATE)
         try:
             chosen = self.catalog.resolve(req.sep_type, req.options_form)
         except OptionError as e:
@@ -107,8 +109,15 @@ class JobService:
             raise ServiceError(reason)
         return algo, chosen
 
+    def _caller_readonly(self, token: str | None) -> User | None:
+        """Who is asking, checked before any work (401 for a bad token comes first)."""
+        if not token and self.settings.anonymous_jobs:
+            return None
+        with self.db.reader() as s:
+            return accounts.require_user(s, token)
+
     def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload]) -> Job:
-        algo, chosen = self.check_request(req)
+        algo, chosen = self.check_request(req, self._caller_readonly(token))
         recipe = RECIPES[req.sep_type]
         missing = [role for role in recipe.inputs if role not in uploads]
         if missing:
@@ -267,14 +276,12 @@ class JobService:
             direct_url(url, remote_type)
         except RemoteFetchError as e:
             raise ServiceError(str(e)) from None
-        algo, chosen = self.check_request(req)
+        algo, chosen = self.check_request(req, self._caller_readonly(token))
         if RECIPES[req.sep_type].inputs != ("audiofile",):
             raise ServiceError("This algorithm needs uploaded files; a url cannot be used")
         with self.db.session() as s:
             user = self._caller(s, token)
             self._check_limits(s, user)
-            if user is None and algo.price_coefficient > 1:
-                raise ServiceError(PREMIUM_GATE)
             now = utcnow()
             remote = RemoteJob(
                 short_hash=self._short_hash(s), user_id=user.id if user else None,
@@ -303,7 +310,9 @@ class JobService:
             user_id = remote.user_id
         req = JobRequest(params["sep_type"], params["options_form"], params["output_format"], params["is_demo"],
                          params.get("webhook_url"))
-        algo, chosen = self.check_request(req)
+        with self.db.reader() as s:
+            owner = s.get(User, user_id) if user_id else None
+        algo, chosen = self.check_request(req, owner)
         info = self._probe(upload)
         with self.db.session() as s:
             remote = s.get(RemoteJob, remote_id)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -77,7 +77,7 @@ def direct_url(url: str, remote_type: str) -> str:
     return url.strip()
 
 
-def _split_http_url(url: str):
+def _split_http_url(url: str) -> SplitResult:
     """urlsplit() of an absolute http(s) URL, or RemoteFetchError."""
     try:
         parts = urlsplit(url.strip())
@@ -96,13 +96,13 @@ def _host_matches(hostname: str, domain: str) -> bool:
     return hostname == domain or hostname.endswith("." + domain)
 
 
-def _dropbox_direct_url(parts) -> str:
+def _dropbox_direct_url(parts: SplitResult) -> str:
     hostname = parts.hostname or ""
     if not (_host_matches(hostname, "dropbox.com") or _host_matches(hostname, "dropboxusercontent.com")):
         raise RemoteFetchError("not a Dropbox link")
     if _host_matches(hostname, "dropboxusercontent.com"):
         return urlunsplit(parts)  # already the content server
-    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)]
+    query = parse_qsl(parts.query, keep_blank_values=True)
     if ("raw", "1") in query:
         return urlunsplit(parts)  # raw=1 is also a direct download
     # dl=0 (the share default) shows a preview page; dl=1 answers with the file itself.
@@ -114,7 +114,7 @@ _DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{10,}")
 _DRIVE_PATH_ID = re.compile(r"/(?:file/)?d/([A-Za-z0-9_-]{10,})(?:/|$)")
 
 
-def _drive_direct_url(parts) -> str:
+def _drive_direct_url(parts: SplitResult) -> str:
     hostname = parts.hostname or ""
     if not (_host_matches(hostname, "drive.google.com") or _host_matches(hostname, "docs.google.com")
             or _host_matches(hostname, "drive.usercontent.google.com")):
@@ -222,7 +222,7 @@ class _PinnedHttp:
         request_headers = {"Host": url.netloc.decode("ascii"), **(headers or {})}
         extensions = {}
         if url.scheme == "https" and not _is_ip_literal(host):
-            pass  # handshake and certificate check use the real name
+            extensions["sni_hostname"] = host  # handshake and certificate check use the real name
         last_error: httpx.ConnectError | None = None
         for address in addresses:  # like a browser: next address when one refuses the connection
             request = self._client.build_request(
@@ -558,3 +558,19 @@ def _fetch_mega(http: _PinnedHttp, link_url: str, dest_dir: Path, max_bytes: int
         decryptor = Cipher(algorithms.AES(aes_key), modes.CTR(counter_block)).decryptor()
         return _write_chunks(response.iter_bytes(_CHUNK_BYTES), dest_dir, filename, max_bytes,
                              transform=decryptor.update, expected_size=info.size)
+
+
+# --------------------------------------------------------------------------- outgoing notifications
+
+
+def post_json(url: str, payload: object, *, timeout: float, allow_private: bool = False) -> int:
+    """POST JSON to a user-given URL (webhooks) under the same address policy as downloads; returns the status."""
+    import json
+
+    policy = NetworkPolicy(address_allowed=(lambda _address: True) if allow_private else is_public_address)
+    target = _to_httpx_url(_split_http_url(url).geturl())
+    body = json.dumps(payload).encode()
+    with _PinnedHttp(policy, timeout) as http, _network_errors():
+        response = http.send("POST", target, content=body, headers={"Content-Type": "application/json"})
+        response.close()
+        return response.status_code

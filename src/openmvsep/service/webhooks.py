@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-import httpx
-
+from openmvsep.service.remote import RemoteFetchError, post_json
 from openmvsep.settings import Settings
 
 log = logging.getLogger("openmvsep.webhooks")
@@ -14,21 +13,19 @@ ATTEMPTS = 3
 
 
 def send_webhook(url: str, payload: dict, settings: Settings) -> bool:
-    """Best effort: a few tries with a short timeout; a receiver that is down never fails the job."""
-    from openmvsep.service.remote import RemoteFetchError, check_public_url
+    """Best effort: a few tries with a short timeout; a receiver that is down never fails the job.
 
-    try:
-        check_public_url(url, allow_private=settings.remote_allow_private)
-    except RemoteFetchError as e:
-        log.warning("webhook %s refused: %s", url, e)
-        return False
+    The receiver gets the same address checks as URL inputs (no private addresses unless allowed).
+    """
     for attempt in range(ATTEMPTS):
         try:
-            r = httpx.post(url, json=payload, timeout=10.0, follow_redirects=False)
-            if r.status_code < 300:
+            status = post_json(url, payload, timeout=10.0, allow_private=settings.remote_allow_private)
+            if status < 300:
                 return True
-            log.warning("webhook %s answered %s", url, r.status_code)
-        except httpx.HTTPError as e:
+            log.warning("webhook %s answered %s", url, status)
+        except RemoteFetchError as e:
             log.warning("webhook %s failed: %s", url, e)
+            if "private or reserved" in str(e):
+                return False
         time.sleep(0.5 * 2**attempt)
     return False

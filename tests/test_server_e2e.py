@@ -1,0 +1,170 @@
+"""The real thing: `openmvsep serve` in a subprocess with its worker processes, driven with curl."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import stereo_mix
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, data_dir: Path, workers: int = 1, **env):  # noqa: ANN003
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "OPENMVSEP_DATA_DIR": str(data_dir), "OPENMVSEP_WORKERS": str(workers),
+                    "OPENMVSEP_WORKER_POLL_SECONDS": "0.2", **{k: str(v) for k, v in env.items()}}
+        self.proc = subprocess.Popen([str(BIN / "openmvsep"), "serve", "--port", str(self.port)], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if self.curl("/health")["status"] == "ok":
+                    return
+            except (subprocess.CalledProcessError, json.JSONDecodeError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def curl(self, path: str, *args: str) -> dict:
+        out = subprocess.run(["curl", "-sS", "--fail-with-body", *args, self.url + path], check=True,
+                             capture_output=True, text=True, timeout=60).stdout
+        return json.loads(out)
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run([str(BIN / "openmvsep"), *args], env=self.env, check=True, capture_output=True,
+                              text=True, timeout=60).stdout
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == self.proc.pid and "multiprocessing.spawn" in cmd and "resource_tracker" not in cmd:
+                pids.append(int(entry.name))
+        return pids
+
+    def wait_status(self, hash_value: str, wanted: set[str], timeout: float = 60) -> dict:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            body = self.curl(f"/api/separation/get?hash={hash_value}")
+            if body["status"] in wanted:
+                return body
+            time.sleep(0.1)
+        raise AssertionError(f"{hash_value} never reached {wanted}: {body}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "data")
+    yield s
+    s.stop()
+
+
+def test_curl_job_as_the_api_page_shows(server, tmp_path):
+    token = server.cli("user", "create", "--email", "curl@example.com", "--password", "password123").strip()
+    token = token.splitlines()[-1]
+    assert len(token) == 30
+    mix = stereo_mix(3.0)
+    song = tmp_path / "My Song.wav"
+    sf.write(song, mix.T, 44100, subtype="PCM_16")
+    created = server.curl("/api/separation/create", "-X", "POST", "-F", f"api_token={token}", "-F", "sep_type=55",
+                          "-F", "add_opt1=dsp", "-F", "output_format=1", "-F", f"audiofile=@{song}")
+    assert created["success"] is True and created["data"]["link"].startswith(server.url)
+    done = server.wait_status(created["data"]["hash"], {"done", "failed"})
+    assert done["status"] == "done", done
+    decoded = {}
+    for f in done["data"]["files"]:
+        target = tmp_path / f["download"]
+        subprocess.run(["curl", "-sS", "--fail", "-o", str(target), f["url"]], check=True, timeout=60)
+        audio, rate = sf.read(target, dtype="float32", always_2d=True)
+        info = sf.info(target)
+        assert rate == 44100 and info.subtype == "PCM_16"
+        decoded[f["type"]] = audio.T
+    reference, _ = sf.read(song, dtype="float32", always_2d=True)
+    np.testing.assert_allclose(decoded["Center"] + decoded["Wide"], reference.T, atol=3 / 32768)
+
+
+def test_worker_killed_mid_job_finishes_on_respawned_worker(tmp_path):
+    server = Server(tmp_path / "data", OPENMVSEP_CHUNK_THRESHOLD_SECONDS="1", OPENMVSEP_CHUNK_SECONDS="0.5",
+                    OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.05")
+    try:
+        token = server.cli("user", "create", "--email", "k@example.com", "--password", "password123", "--premium",
+                           "--credits", "10").strip().splitlines()[-1]
+        song = tmp_path / "long.flac"
+        sf.write(song, stereo_mix(30.0).T, 44100)
+        created = server.curl("/api/separation/create", "-F", f"api_token={token}", "-F", "sep_type=55",
+                              "-F", "add_opt1=dsp", "-F", "output_format=2", "-F", f"audiofile=@{song}")
+        hash_value = created["data"]["hash"]
+        server.wait_status(hash_value, {"distributing"})
+        victims = server.worker_pids()
+        assert len(victims) == 1
+        os.kill(victims[0], signal.SIGKILL)
+        done = server.wait_status(hash_value, {"done", "failed"}, timeout=120)
+        assert done["status"] == "done", done
+        assert server.worker_pids() and server.worker_pids() != victims  # a new worker took over
+        user = server.curl(f"/api/app/user?api_token={token}")["data"]
+        assert user["premium_minutes"] == 10 - 1  # 30 s: one credit, charged once
+    finally:
+        server.stop()
+
+
+def test_restart_takes_back_work_of_the_previous_run(tmp_path):
+    from openmvsep.runner import queue
+    from openmvsep.runner.local import worker_name_prefix
+    from openmvsep.settings import Settings
+    from openmvsep.store.db import Database
+
+    data = tmp_path / "data"
+    first = Server(data, workers=0)
+    try:
+        token = first.cli("user", "create", "--email", "r@example.com", "--password", "password123").strip()
+        song = tmp_path / "a.wav"
+        sf.write(song, stereo_mix(1.0).T, 44100)
+        hash_value = first.curl("/api/separation/create", "-F", f"api_token={token.splitlines()[-1]}",
+                                "-F", "sep_type=55", "-F", "add_opt1=dsp", "-F", f"audiofile=@{song}")["data"]["hash"]
+    finally:
+        first.stop()
+    # A worker of that earlier run had claimed the job when the machine went down.
+    db = Database(Settings(data_dir=data).effective_database_url)
+    assert queue.claim_next(db, f"{worker_name_prefix()}deadboot:0", lease_seconds=3600) is not None
+    db.dispose()
+    second = Server(data, workers=1)
+    try:
+        assert second.wait_status(hash_value, {"done", "failed"})["status"] == "done"
+    finally:
+        second.stop()
