@@ -88,7 +88,7 @@ def test_lossless_formats_round_trip_exactly(tmp_path: Path, fmt_id: int, channe
 
     y, rate = read_audio(path)
     assert rate == RATE
-    assert y.dtype == np.float32
+    assert y.dtype == np.float32 and y.flags.c_contiguous
     np.testing.assert_array_equal(y, x)
 
     info = probe(path)
@@ -141,7 +141,8 @@ def test_mp3_is_320_kbps_cbr(tmp_path: Path) -> None:
     assert headers and all(h[0] == 0xFF and h[1] >> 3 & 3 == 3 and h[2] >> 4 == 14 for h in headers)
 
     audio_tags = probe(path).tags["audio"]
-    assert (audio_tags["bitrate"], audio_tags["bitrate_mode"], audio_tags["encoder_options"]) == (320000, "cbr", "CBR320")
+    summary = (audio_tags["bitrate"], audio_tags["bitrate_mode"], audio_tags["encoder_options"])
+    assert summary == (320000, "cbr", "CBR320")
 
 
 def test_m4a_is_aac_in_an_m4a_container(tmp_path: Path) -> None:
@@ -339,7 +340,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for seed in range(3):
         files[f"random{seed}"] = tmp_path / f"random{seed}.mp3"
-        files[f"random{seed}"].write_bytes(np.random.default_rng(seed).integers(0, 256, 65536, dtype=np.uint8).tobytes())
+        noise = np.random.default_rng(seed).integers(0, 256, 65536, dtype=np.uint8)
+        files[f"random{seed}"].write_bytes(noise.tobytes())
     files["empty"] = tmp_path / "empty.wav"
     files["empty"].write_bytes(b"")
     files["text"] = tmp_path / "notes.txt"
@@ -407,6 +409,38 @@ def test_lossy_segments_line_up_with_the_full_decode(tmp_path: Path, fmt_id: int
         assert np.abs(segment - full[:, low : low + RATE]).max() < 1e-3
 
 
+@pytest.mark.parametrize(
+    "container_format, codec, suffix", [("matroska", "flac", "mka"), ("ogg", "libopus", "opus")]
+)
+def test_containers_without_exact_seeking_still_give_exact_segments(
+    tmp_path: Path, container_format: str, codec: str, suffix: str
+) -> None:
+    """Matroska rounds timestamps to milliseconds and Ogg/Opus seeks by bisection; segments
+    there are cut from a decode counted from the start, so they still line up exactly."""
+    path = tmp_path / f"other.{suffix}"
+    x = music(3.0, rate=48000)
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=48000, layout="stereo")
+        for begin in range(0, x.shape[1], 4800):
+            piece = np.ascontiguousarray(x[:, begin : begin + 4800])
+            frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="stereo")
+            frame.sample_rate = 48000
+            frame.pts = begin
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+    full, rate = read_audio(path)
+    assert rate == 48000 and full.flags.c_contiguous
+    assert abs(full.shape[1] - x.shape[1]) < 1024
+    cuts = [0.0, 0.5, 1.2345, 2.0]
+    pieces = [read_audio(path, start=a, duration=b - a)[0] for a, b in zip(cuts, cuts[1:])]
+    pieces.append(read_audio(path, start=cuts[-1])[0])
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), full)
+    np.testing.assert_array_equal(np.concatenate(list(iter_audio(path, block_frames=7000)), axis=1), full)
+
+
 def test_segment_reads_seek_instead_of_decoding_from_the_start(tmp_path: Path, monkeypatch) -> None:
     for fmt_id in (2, 0, 3):
         path = out_path(tmp_path, fmt_id)
@@ -461,6 +495,21 @@ def test_resampling_48k_to_44k1_keeps_length_and_pitch(tmp_path: Path) -> None:
     assert dominant_frequency(segment[1], 44100) == pytest.approx(3000, abs=1)
 
 
+def test_resampled_segments_join_like_a_whole_file_resample(tmp_path: Path) -> None:
+    """Chunked reads at the model's rate: exact lengths, and no seams where chunks meet."""
+    x = (0.3 * np.random.default_rng(0).standard_normal((2, 5 * 48000))).astype(np.float32)
+    path = tmp_path / "noise48k.wav"
+    write_audio(path, x, 48000, 4)
+    whole, _ = read_audio(path, sample_rate=44100)
+    cuts = [0.0, 0.5, 1.2345, 3.0001]
+    pieces = [read_audio(path, sample_rate=44100, start=a, duration=b - a)[0] for a, b in zip(cuts, cuts[1:])]
+    assert [p.shape[1] for p in pieces] == [round(b * 44100) - round(a * 44100) for a, b in zip(cuts, cuts[1:])]
+    pieces.append(read_audio(path, sample_rate=44100, start=cuts[-1])[0])
+    joined = np.concatenate(pieces, axis=1)
+    assert joined.shape == whole.shape
+    assert np.abs(joined - whole).max() < 1e-5
+
+
 # --- streaming reads -----------------------------------------------------------------------
 
 
@@ -474,7 +523,7 @@ def test_iter_audio_blocks_equal_read_audio(tmp_path: Path, fmt_id: int, sample_
         blocks = list(iter_audio(path, block_frames=10000, sample_rate=sample_rate, start=start, duration=duration))
         assert all(b.shape == (2, 10000) for b in blocks[:-1])
         assert 0 < blocks[-1].shape[1] <= 10000
-        assert all(b.dtype == np.float32 for b in blocks)
+        assert all(b.dtype == np.float32 and b.flags.c_contiguous for b in blocks)
         np.testing.assert_array_equal(np.concatenate(blocks, axis=1), whole)
 
 

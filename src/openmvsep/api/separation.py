@@ -55,9 +55,10 @@ async def create(request: Request):
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-@router.get("/get")
-def get(request: Request, hash: str = ""):  # noqa: A002 - MVSep's parameter name
-    return ok(ctx(request).jobs.status(hash.strip()))
+async def get(request: Request):
+    """`separation/get`. Clients poll it every second, so it is a plain Starlette endpoint (no parameter
+    machinery) running its single indexed read inline rather than through a thread hop."""
+    return ok(ctx(request).jobs.status(request.query_params.get("hash", "").strip()))
 
 
 @router.get("/get-remote")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+from functools import lru_cache
+
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -23,10 +26,19 @@ def _int(value: str | None, default: int, *, lo: int = 0, hi: int | None = None)
     return min(n, hi) if hi is not None else n
 
 
+@lru_cache(maxsize=16)
+def _gzipped(body: bytes) -> bytes:
+    """The catalog's bytes compressed once (bytes cache their hash, so a hit costs next to nothing)."""
+    return gzip.compress(body, compresslevel=6)
+
+
 @router.get("/app/algorithms")
-def algorithms(request: Request, scopes: str = "single_upload"):
+async def algorithms(request: Request, scopes: str = "single_upload"):
     wanted = [s.strip() for s in scopes.split(",") if s.strip()] or ["single_upload"]
-    return ok(ctx(request).catalog.list_json(wanted))
+    body = ctx(request).catalog.list_json(wanted)  # built once per scope set: about 1 MB of JSON
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return ok(_gzipped(body), headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+    return ok(body, headers={"Vary": "Accept-Encoding"})
 
 
 @router.get("/app/news")

@@ -2,7 +2,8 @@
 
 Decoding goes through PyAV for every input, so one code path gives one answer. Positions are
 counted in samples at the file's own rate, and a segment read seeks when the container keeps
-exact timestamps, so a slice read on its own equals the same slice of a full decode.
+exact timestamps, so a slice read on its own equals the same slice of a full decode (and a
+resampled segment equals, to float rounding, the same slice of a resampled full decode).
 Everything streams: decoded frames, the soxr resampler and the encoders all work block by
 block, so memory does not grow with the length of a track.
 
@@ -140,6 +141,14 @@ class _Source:
         self.container = _open_input(self.path)
         self.stream = self.container.streams.audio[0]
 
+    def header_frames(self) -> int | None:
+        """The length the headers claim (exact for WAV, FLAC, MP4 and LAME-tagged MP3)."""
+        if self.total_frames is not None:
+            return self.total_frames
+        if self.stream.duration:
+            return round(self.stream.duration * self.time_base * self.sample_rate)
+        return None
+
     def position_of(self, pts: int) -> int:
         return round((pts - self.origin_pts) * self.time_base * self.sample_rate)
 
@@ -167,7 +176,7 @@ def _frame_to_array(frame: Any, channels: int) -> np.ndarray:
     data = _as_float32(data)
     if frame_channels != channels:  # a stream that changes layout mid-way (broadcast AAC)
         data = _match_channels(data, channels)
-    return data
+    return np.ascontiguousarray(data)  # packed formats arrive interleaved
 
 
 def _as_float32(data: np.ndarray) -> np.ndarray:
@@ -330,23 +339,118 @@ def _segment_frames(rate: int, start: float, duration: float | None) -> tuple[in
     return start_frame, end_frame
 
 
-def _audio_blocks(
-    path: PathLike, sample_rate: int | None, start: float, duration: float | None
-) -> tuple[int, int, Iterator[np.ndarray]]:
-    """(output rate, channels, blocks of arbitrary size) for read_audio and iter_audio."""
-    source = _Source(path)
-    start_frame, end_frame = _segment_frames(source.sample_rate, start, duration)
-    out_rate = sample_rate or source.sample_rate
+@dataclass
+class _Decoding:
+    """A prepared read: its output rate and channels, its blocks (any size) and, when the
+    headers tell, how many frames it should give."""
+
+    rate: int
+    channels: int
+    blocks: Iterator[np.ndarray]
+    expected_frames: int | None
+
+
+# Native audio decoded beyond each end of a resampled segment, so that soxr's filter sees the
+# same neighbourhood as in a whole-file resample (its support is far shorter than this).
+_RESAMPLE_CONTEXT_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class _ResampleWindow:
+    """Which native frames to resample for output frames [out_start, out_end).
+
+    The native window starts on a frame that maps to a whole output frame (a multiple of
+    in_rate / gcd), so the window's output lines up sample for sample with a resample of the
+    whole file, and adjacent segments join without a seam.
+    """
+
+    native_start: int
+    native_end: int | None
+    out_offset: int  # output index of the window's first output frame
+
+    @classmethod
+    def plan(cls, in_rate: int, out_rate: int, out_start: int, out_end: int | None) -> _ResampleWindow:
+        common = math.gcd(in_rate, out_rate)
+        in_step, out_step = in_rate // common, out_rate // common
+        context_steps = math.ceil(_RESAMPLE_CONTEXT_SECONDS * in_rate / in_step)
+        first_step = max(0, out_start // out_step - context_steps)
+        native_end = None
+        if out_end is not None:
+            native_end = (-(-out_end // out_step) + context_steps) * in_step
+        return cls(first_step * in_step, native_end, first_step * out_step)
+
+
+def _window(blocks: Iterable[np.ndarray], skip: int, keep: int | None) -> Iterator[np.ndarray]:
+    """Drop the first `skip` frames of a block stream, then pass on at most `keep` frames."""
+    for block in blocks:
+        if skip >= block.shape[1]:
+            skip -= block.shape[1]
+            continue
+        block = block[:, skip:]
+        skip = 0
+        if keep is not None:
+            block = block[:, :keep]
+            keep -= block.shape[1]
+        if block.shape[1]:
+            yield block
+        if keep == 0:
+            return
+
+
+def _decoding(path: PathLike, sample_rate: int | None, start: float, duration: float | None) -> _Decoding:
+    if sample_rate is not None and sample_rate <= 0:
+        raise ValueError("sample_rate must be positive")
+    source = _Source(path)  # opened now, so bad input fails at the call, not at first next()
+    in_rate = source.sample_rate
+    out_rate = sample_rate or in_rate
+    # Segment ends are rounded at the output rate, so segments of the output stay adjacent.
+    out_start, out_end = _segment_frames(out_rate, start, duration)
+    if out_rate == in_rate:
+        window = _ResampleWindow(out_start, out_end, out_start)
+    else:
+        window = _ResampleWindow.plan(in_rate, out_rate, out_start, out_end)
 
     def blocks() -> Iterator[np.ndarray]:
         with source:
-            native = _native_segment(source, start_frame, end_frame)
-            if out_rate == source.sample_rate:
+            native = _native_segment(source, window.native_start, window.native_end)
+            if out_rate == in_rate:
                 yield from native
-            else:
-                yield from _resampled(native, source.sample_rate, out_rate, source.channels)
+                return
+            resampled = _resampled(native, in_rate, out_rate, source.channels)
+            keep = None if out_end is None else max(0, out_end - out_start)
+            yield from _window(resampled, out_start - window.out_offset, keep)
 
-    return out_rate, source.channels, blocks()
+    expected = None
+    total = source.header_frames()
+    if total is not None:
+        total_out = round(total * out_rate / in_rate)  # soxr's output length
+        expected = max(0, min(total_out, total_out if out_end is None else out_end) - out_start)
+    return _Decoding(out_rate, source.channels, blocks(), expected)
+
+
+def _gather(decoding: _Decoding) -> np.ndarray:
+    """All blocks in one (channels, frames) array. When the headers gave the length, blocks
+    are copied into place as they come, so a long track is not held twice."""
+    expected = decoding.expected_frames
+    if not expected:
+        pieces = list(decoding.blocks)
+        if not pieces:
+            return np.zeros((decoding.channels, 0), dtype=np.float32)
+        return np.concatenate(pieces, axis=1)
+    out = np.empty((decoding.channels, expected), dtype=np.float32)
+    filled = 0
+    overflow: list[np.ndarray] = []  # headers that understate the length
+    for block in decoding.blocks:
+        take = min(block.shape[1], expected - filled)
+        out[:, filled : filled + take] = block[:, :take]
+        filled += take
+        if take < block.shape[1]:
+            overflow.append(block[:, take:])
+    if overflow:
+        return np.concatenate([out, *overflow], axis=1)
+    if filled < expected:  # headers that overstate it
+        return out[:, :filled].copy()
+    return out
 
 
 def read_audio(
@@ -358,13 +462,8 @@ def read_audio(
 ) -> tuple[np.ndarray, int]:
     """Decode [start, start+duration) seconds as float32 (channels, frames), resampled to
     `sample_rate` when given. Returns (audio, rate)."""
-    if sample_rate is not None and sample_rate <= 0:
-        raise ValueError("sample_rate must be positive")
-    rate, channels, blocks = _audio_blocks(path, sample_rate, start, duration)
-    pieces = list(blocks)
-    if not pieces:
-        return np.zeros((channels, 0), dtype=np.float32), rate
-    return np.concatenate(pieces, axis=1), rate
+    decoding = _decoding(path, sample_rate, start, duration)
+    return _gather(decoding), decoding.rate
 
 
 def iter_audio(
@@ -379,11 +478,7 @@ def iter_audio(
     may be shorter), decoding and resampling as it goes."""
     if block_frames <= 0:
         raise ValueError("block_frames must be positive")
-    if sample_rate is not None and sample_rate <= 0:
-        raise ValueError("sample_rate must be positive")
-    # Open (and fail on bad input) now, not at the first next().
-    _, _, blocks = _audio_blocks(path, sample_rate, start, duration)
-    return _reblocked(blocks, block_frames)
+    return _reblocked(_decoding(path, sample_rate, start, duration).blocks, block_frames)
 
 
 def _reblocked(blocks: Iterator[np.ndarray], block_frames: int) -> Iterator[np.ndarray]:
@@ -459,7 +554,15 @@ _TAG_KEY_NAMES = {
     "quicktime": {"track": "track_number", "date": "creation_date", "encoder": "encoding_tool"},
 }
 # Container bookkeeping that ffmpeg reports as metadata but is not a tag.
-_TECHNICAL_KEYS = {"major_brand", "minor_version", "compatible_brands", "handler_name", "vendor_id", "language", "creation_time"}
+_TECHNICAL_KEYS = {
+    "major_brand",
+    "minor_version",
+    "compatible_brands",
+    "handler_name",
+    "vendor_id",
+    "language",
+    "creation_time",
+}
 
 # MPEG audio layer III bitrates (kbit/s) by header index, MPEG-1 and MPEG-2/2.5.
 _MP3_KBPS = {
@@ -552,11 +655,9 @@ def _first_look(source: _Source) -> _FirstLook:
 
 
 def _duration_seconds(source: _Source) -> float:
-    stream = source.stream
-    if source.total_frames is not None:
-        return source.total_frames / source.sample_rate
-    if stream.duration:
-        return float(stream.duration * source.time_base)
+    frames = source.header_frames()
+    if frames is not None:
+        return frames / source.sample_rate
     if source.container.duration:
         return source.container.duration / av.time_base
     # No header says: count the samples (streams, bounded memory).
@@ -628,7 +729,7 @@ def _stream_summary(
         "bitrate_mode": bitrate_mode,
         "lossless": bool(lossless),
         "encoder_options": encoder_options,
-        "compression_ratio": float(bitrate / (sample_rate * channels * (bits or 16))),
+        "compression_ratio": float(bitrate / max(1, sample_rate * channels * (bits or 16))),
     }
     if bits is not None:
         summary["bits_per_sample"] = int(bits)
@@ -734,7 +835,8 @@ class _PyAVSink:
 
     def __init__(self, path: str, fmt_id: int, sample_rate: int, channels: int):
         if fmt_id == 0:
-            container_format, codec, bit_rate, rates, layouts = "mp3", "libmp3lame", 320_000, _MP3_RATES, _MP3_LAYOUTS
+            container_format, codec, rates, layouts = "mp3", "libmp3lame", _MP3_RATES, _MP3_LAYOUTS
+            bit_rate = 320_000
         else:
             container_format, codec, rates, layouts = "ipod", "aac", _AAC_RATES, _AAC_LAYOUTS
             bit_rate = _AAC_BITRATE_PER_CHANNEL * channels
@@ -762,7 +864,8 @@ class _PyAVSink:
     def _encode(self, block: np.ndarray) -> None:
         if not block.shape[1]:
             return
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout)
+        planes = np.ascontiguousarray(block, dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=self._layout)
         frame.sample_rate = self._rate
         frame.time_base = Fraction(1, self._rate)
         frame.pts = self._samples_sent

@@ -16,8 +16,8 @@ from math import floor
 from pathlib import Path
 from typing import Callable, Mapping
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from openmvsep.engine import audio
 from openmvsep.engine.joins import plan_chunks
@@ -37,7 +37,19 @@ ACTIVE = ("waiting", "processing", "distributing", "merging")
 PREMIUM_GATE = "Seperation type is unavailable until you purchase premium membership"  # MVSep's spelling
 NOT_FOUND = "File or File Hash not found"
 SHORT_HASH_ALPHABET = string.ascii_letters + string.digits
-
+# The polling path is one statement built once: constructing SQLAlchemy expressions costs more than running
+# them, and each round trip to the database counts when every client polls every second.
+_waiting = aliased(Job)
+_QUEUE_COUNT = (select(func.count()).where(_waiting.status == "waiting", _waiting.plan == Job.plan)
+                .correlate(Job).scalar_subquery())
+_AHEAD = (select(func.count()).where(_waiting.status == "waiting", or_(
+    _waiting.plan > Job.plan, and_(_waiting.plan == Job.plan, _waiting.id < Job.id))).correlate(Job).scalar_subquery())
+_STATUS_QUERY = select(
+    Job.id, Job.hash, Job.status, Job.plan, Job.files_deleted, Job.message, Job.finished_chunks, Job.all_chunks,
+    Job.sep_type, Job.inputs, Job.files, Job.output_format, Job.finished_at, Job.updated_at,
+    case((Job.status.in_(("waiting", "distributing")), _QUEUE_COUNT), else_=0).label("queue_count"),
+    case((Job.status.in_(("waiting", "distributing")), _AHEAD), else_=0).label("ahead"),
+).where(Job.hash == bindparam("hash"))
 
 @dataclass(frozen=True)
 class Upload:
@@ -357,41 +369,38 @@ class JobService:
         return self.url(f"/api/separation/get?hash={quote(hash_value, safe='')}")
 
     def status(self, hash_value: str) -> dict:
-        with self.db.reader() as s:
-            job = s.scalar(select(Job).where(Job.hash == hash_value)) if hash_value else None
-            if job is None or job.files_deleted:
-                return {"success": False, "status": "not_found", "data": {"message": NOT_FOUND}}
-            return self._status_body(s, job)
+        """The `separation/get` body. A hot path (clients poll every second): Core queries on a bare connection."""
+        if not hash_value:
+            return {"success": False, "status": "not_found", "data": {"message": NOT_FOUND}}
+        with self.db.read_connection() as conn:
+            row = conn.execute(_STATUS_QUERY, {"hash": hash_value}).first()
+        if row is None or row.files_deleted:
+            return {"success": False, "status": "not_found", "data": {"message": NOT_FOUND}}
+        return self._status_body(row)
 
-    def _status_body(self, s: Session, job: Job) -> dict:
+    def _status_body(self, job) -> dict:  # noqa: ANN001 - a row of _STATUS_QUERY
         status = job.status
         if status == "cancelled":
             return {"success": True, "status": "failed", "data": {"message": "The separation was cancelled"}}
         if status == "failed":
             return {"success": True, "status": "failed", "data": {"message": job.message or "Separation failed"}}
+        if status == "done":
+            return {"success": True, "status": "done", "data": self._done_data(job)}
+        # Exact counts: waiting jobs of the same plan, and this job's place in the order workers take them
+        # (higher plans first, then first come first served).
+        position = {"queue_count": int(job.queue_count), "current_order": int(job.ahead) + 1}
         if status == "waiting":
-            return {"success": True, "status": "waiting", "data": self._queue_position(s, job)}
+            return {"success": True, "status": "waiting", "data": position}
         if status == "processing":
             return {"success": True, "status": "processing", "data": {"message": "Your file is being processed"}}
         if status == "distributing":
-            data = self._queue_position(s, job)
-            data.update(finished_chunks=job.finished_chunks, all_chunks=job.all_chunks)
+            data = {**position, "finished_chunks": job.finished_chunks, "all_chunks": job.all_chunks}
             return {"success": True, "status": "distributing", "data": data}
-        if status == "merging":
-            return {"success": True, "status": "merging",
-                    "data": {"message": "Merging the separated chunks", "finished_chunks": job.finished_chunks,
-                             "all_chunks": job.all_chunks}}
-        return {"success": True, "status": "done", "data": self._done_data(job)}
+        return {"success": True, "status": "merging",
+                "data": {"message": "Merging the separated chunks", "finished_chunks": job.finished_chunks,
+                         "all_chunks": job.all_chunks}}
 
-    def _queue_position(self, s: Session, job: Job) -> dict:
-        """Exact counts: waiting jobs of the same plan, and this job's place in the order workers take them."""
-        same_plan = s.scalar(select(func.count()).select_from(Job).where(Job.status == "waiting", Job.plan == job.plan))
-        ahead = s.scalar(select(func.count()).select_from(Job).where(
-            Job.status == "waiting", Job.id != job.id,
-            or_(Job.plan > job.plan, and_(Job.plan == job.plan, Job.id < job.id))))
-        return {"queue_count": int(same_plan or 0), "current_order": int(ahead or 0) + 1}
-
-    def _done_data(self, job: Job) -> dict:
+    def _done_data(self, job) -> dict:  # noqa: ANN001 - a row of _DONE_QUERY
         algo = self.catalog.get(job.sep_type)
         main = next(iter(job.inputs.values()))
         fmt = audio.FORMATS[job.output_format]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -73,6 +73,12 @@ class Database:
         """A read-only look that never waits for writers (SQLite WAL)."""
         with self.read_sessions() as s:
             yield s
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A bare connection for hot read paths: Core queries without the ORM's per-session cost."""
+        with self.read_engine.connect() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
