@@ -306,7 +306,8 @@ class MVSEPClient:
 
     def cancel_separation(self, task_hash: str) -> dict:
         """Not in ex3: the same form post as ALCLI's and VOX's cancel."""
-        return self._make_request("POST", "separation/cancel", data={"api_token": self.api_key, "hash": task_hash}).json()
+        data = {"api_token": self.api_key, "hash": task_hash}
+        return self._make_request("POST", "separation/cancel", data=data).json()
 
 
 @pytest.fixture

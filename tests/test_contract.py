@@ -38,9 +38,12 @@ HUMAN_SIZE = re.compile(r"^\d+(\.\d+)? (B|KB|MB|GB)$")
 TOKEN = re.compile(r"^[A-Za-z0-9]{30}$")
 
 # The one real `files[]` element on record (DEVLOG, CONTRACT §2.2); the Postman `done` capture has `files: []`.
-DEVLOG_FILE = {"type": "Vocals",
-               "url": "https://mvsep.com/storage/processed/20260430153526-ff12686013-audio_melroformer_mt_11_vocals.flac",
-               "download": "audio_melroformer_mt_11_vocals.flac", "size": "5.84 MB"}
+DEVLOG_FILE = {
+    "type": "Vocals",
+    "url": "https://mvsep.com/storage/processed/20260430153526-ff12686013-audio_melroformer_mt_11_vocals.flac",
+    "download": "audio_melroformer_mt_11_vocals.flac",
+    "size": "5.84 MB",
+}
 
 # Keys whose value is a JSON array by contract: only there may `[]` appear (PHP serialises an empty map as `[]`,
 # which strict clients reject where an object is expected).
@@ -125,7 +128,8 @@ def assert_shape(ours: Any, ref: Any, path: str = "$", *, extra: Iterable[str] =
         return
     if ours is None and path in nullable:
         return
-    assert json_type(ours) == json_type(ref), f"{path}: {json_type(ours)} ({ours!r:.80}) but MVSep sends {json_type(ref)}"
+    assert json_type(ours) == json_type(ref), (
+        f"{path}: {json_type(ours)} ({ours!r:.80}) but MVSep sends {json_type(ref)}")
     if isinstance(ref, dict):
         missing = {k for k in ref if k not in ours and f"{path}.{k}" not in optional}
         assert not missing, f"{path}: keys missing: {sorted(missing)}"
@@ -487,7 +491,8 @@ def test_dotnet_style_multipart_is_accepted(h):
     flac = wav_bytes(stereo_mix(1.0), fmt="FLAC")
 
     def text(name: str, value: str) -> tuple[list[str], bytes]:
-        return ["Content-Type: text/plain; charset=utf-8", f"Content-Disposition: form-data; name={name}"], value.encode()
+        headers = ["Content-Type: text/plain; charset=utf-8", f"Content-Disposition: form-data; name={name}"]
+        return headers, value.encode()
 
     body = _multipart(boundary, [
         text("sep_type", "55"), text("api_token", token), text("output_format", "2"), text("add_opt1", "dsp"),
@@ -711,7 +716,8 @@ def test_delete_a_finished_job_removes_it(h, encoding):
     assert deleted["success"] is True
     if "data" in deleted:
         assert isinstance(deleted["data"], dict)
-    assert get_status(h, hash_value) == {"success": False, "status": "not_found", "data": {"message": NOT_FOUND_MESSAGE}}
+    gone = {"success": False, "status": "not_found", "data": {"message": NOT_FOUND_MESSAGE}}
+    assert get_status(h, hash_value) == gone
     assert_error(h.client.get(url), 404)
     item = assert_json(h.client.get("/api/app/separation_history", params={"api_token": token}),
                        data_is_array=True)["data"][0]
@@ -843,7 +849,8 @@ def test_register_failures_are_laravel_validation_maps(h):
 
 def test_user_has_the_login_shape_plus_current_queue(h):
     token = h.user(credits=7)
-    r = h.client.get("/api/app/user", params={"api_token": token, "t": "1"}, headers={"content-type": "application/json"})
+    r = h.client.get("/api/app/user", params={"api_token": token, "t": "1"},
+                     headers={"content-type": "application/json"})  # NODE sends it on GETs
     assert r.status_code == 200
     body = assert_json(r)
     assert body["success"] is True
@@ -945,7 +952,7 @@ def test_demo_shape_and_filtering(h):
     assert assert_json(h.client.get("/api/app/demo", params={"start": "1"})) == []
 
 
-# ================================================================================================ purchases / credit_alert
+# ================================================================================================ purchases, alerts
 
 
 def test_purchases_and_credit_alert(h):
