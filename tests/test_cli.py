@@ -58,3 +58,20 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     s = Settings()
     assert (s.port, s.workers, s.effective_public_url) == (9123, 3, "https://sep.example.org")
     assert Settings(data_dir=tmp_path).effective_database_url.startswith("sqlite:///")
+
+
+def test_migrations_match_the_models(tmp_path):
+    """A schema change without a migration fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from openmvsep.store.migrate import upgrade
+    from openmvsep.store.models import Base
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url)
+    db = Database(url)
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    db.dispose()
+    assert diff == []

@@ -284,7 +284,7 @@ def test_algorithms_is_the_2026_dump_as_a_bare_array(h):
     ours = assert_json(r)
     ref = alg26()
     assert isinstance(ours, list)
-    assert [a["render_id"] for a in ours] == [a["render_id"] for a in ref]  # real order (ZF1's first element...)
+    assert [a["render_id"] for a in ours] == [a["render_id"] for a in ref]  # the real order
     assert ours[0]["algorithm_fields"], "ZF1/ZF2 get_types needs a field on the first algorithm"
     for mine, theirs in zip(ours, ref):
         where = f"render_id {theirs['render_id']}"
@@ -363,6 +363,9 @@ def test_create_with_unknown_or_missing_token_is_401(h):
     assert_error(h.client.post("/api/separation/create", data={"api_token": "x" * 30, "sep_type": "55"},
                                files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")}), 401)
     assert_error(h.client.post("/api/separation/create", data={"sep_type": "55"},
+                               files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")}), 401)
+    # The token is judged before the algorithm: a bad token on a premium-only type is still 401.
+    assert_error(h.client.post("/api/separation/create", data={"api_token": "x" * 30, "sep_type": "26"},
                                files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")}), 401)
 
 
@@ -468,6 +471,15 @@ def test_get_remote_done_points_at_the_real_job_and_unknown_is_not_found(h):
     assert body["data"]["hash"] == real
     assert get_status(h, real) == assert_json(h.client.get(assert_absolute(body["data"]["link"], "api/separation/get")))
 
+    # A link this server refuses to fetch (loopback) fails in the documented shape.
+    r = h.client.post("/api/separation/create", data={"api_token": h.user("third@example.com"), "sep_type": "55",
+                                                      "url": "http://127.0.0.1:9/private.wav"})
+    refused = assert_json(r)["data"]["hash"]
+    h.run_all()
+    failed = assert_json(h.client.get("/api/separation/get-remote", params={"hash": refused}))
+    assert failed["success"] is True and failed["status"] == "failed"
+    assert set(failed["data"]) == {"message"} and isinstance(failed["data"]["message"], str)
+
     missing = h.client.get("/api/separation/get-remote", params={"hash": "nOsUcHhAsH000000"})
     assert missing.status_code == 200
     assert assert_json(missing) == {"success": False, "status": "not_found", "data": {"message": NOT_FOUND_MESSAGE}}
@@ -530,6 +542,28 @@ def test_hand_built_multipart_with_any_file_content_type(h, file_type):
 
 
 # ================================================================================================ separation/get
+
+
+def test_streamed_upload_without_content_length(h):
+    """ALRS/NODE may stream the body (chunked transfer encoding, no Content-Length)."""
+    token = h.user()
+    boundary = "----streamed-0123456789"
+    body = _multipart(boundary, [
+        (['Content-Disposition: form-data; name="api_token"'], token.encode()),
+        (['Content-Disposition: form-data; name="sep_type"'], b"55"),
+        (['Content-Disposition: form-data; name="audiofile"; filename="streamed.wav"', "Content-Type: audio/*"],
+         SHORT_AUDIO),
+    ])
+
+    def chunks():  # noqa: ANN202
+        for start in range(0, len(body), 16384):
+            yield body[start:start + 16384]
+
+    r = h.client.post("/api/separation/create", content=chunks(),
+                      headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert "content-length" not in r.request.headers and r.request.headers["transfer-encoding"] == "chunked"
+    assert r.status_code == 200, r.text
+    assert assert_json(r)["data"]["hash"].endswith("-streamed.wav")
 
 
 def test_get_unknown_hash_is_not_found(h):
@@ -598,7 +632,8 @@ def test_get_done_has_the_captured_shape(h):
         assert json_type(audio["lossless"]) == "bool"
     inp = data["input_file"]
     assert assert_absolute(inp["url"], "storage/temp/") == f"/storage/temp/{hash_value}"
-    assert HUMAN_SIZE.match(inp["size"]) and "/" not in inp["download"]
+    assert HUMAN_SIZE.match(inp["size"])
+    assert inp["download"] == hash_value.removesuffix(".wav") + "_[testserver].wav"  # PM: <hash stem>_[<host>].<ext>
     assert h.client.get(inp["url"]).content == SHORT_AUDIO
 
     assert [f["type"] for f in data["files"]] == ["Center", "Wide"]
@@ -986,3 +1021,13 @@ def test_rate_limit_answers_429_in_mvsep_shape(make_harness):
     assert refused
     assert_error(refused[0], 429)
     assert refused[0].headers["retry-after"].isdigit()
+
+
+def test_too_large_bodies_are_refused_in_mvsep_shape(make_harness):
+    small = make_harness(max_upload_bytes=50_000)
+    with small.ctx.db.session() as s:
+        token = accounts.create_user(s, email="big@example.com", password="password123").api_token
+    r = small.client.post("/api/separation/create", data={"api_token": token, "sep_type": "55"},
+                          files={"audiofile": ("big.wav", SHORT_AUDIO, "audio/wav")})
+    assert_error(r, 413)
+    assert_error(small.client.post("/api/app/enable_premium", data={"api_token": token, "pad": "x" * (2 << 20)}), 413)
