@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 from openmvsep.engine import audio
 from openmvsep.engine.cache import ModelCache
@@ -29,7 +28,6 @@ from openmvsep.store.files import LocalStorage
 from openmvsep.store.models import Job, WorkItem
 
 log = logging.getLogger("openmvsep.worker")
-LOSSY_MAX_RATE = 48000  # MP3 and AAC encoders take no higher rate
 MERGE_BLOCK_FRAMES = 1 << 18
 
 
@@ -94,16 +92,16 @@ class Worker:
                 self._complete(job, item, files)
             elif item.kind == "chunk":
                 stems, rate = self._separate(job, item)
-                self._store_chunk(job, item, stems, rate, scratch)
+                self._store_chunk(job, item, stems, scratch)
                 self._complete(job, item, None)
             else:
                 files = self._merge(job, scratch)
                 self._complete(job, item, files)
         except (JobFailure, audio.AudioError) as e:
-            self._fail(job.id, str(e))
+            self._fail(job, item, str(e))
         except Exception as e:  # a bug or an engine error: the user gets a message, the worker goes on
             log.exception("job %s failed", job.hash)
-            self._fail(job.id, f"Separation failed: {type(e).__name__}: {e}")
+            self._fail(job, item, f"Separation failed: {type(e).__name__}: {e}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -111,7 +109,7 @@ class Worker:
         recipe = RECIPES.get(job.sep_type)
         if recipe is None:
             raise JobFailure(f"Separation type {job.sep_type} cannot run on this server")
-        rate = recipe.sample_rate or job.inputs[recipe.inputs[0]]["sample_rate"]
+        rate = self._work_rate(job)
         start, duration = 0.0, None
         if item.kind == "chunk":
             start = item.start_frame / rate
@@ -123,7 +121,14 @@ class Worker:
                                        start=start, duration=duration)
             inputs[role] = data
         stems, out_rate = recipe.run(inputs, rate, dict(job.options), self.models)
+        if item.kind == "chunk" and out_rate != rate:  # chunk frames are counted at the rate they were cut at
+            raise JobFailure(f"The engine changed the rate of a chunk ({rate} -> {out_rate} Hz)")
         return stems, out_rate
+
+    @staticmethod
+    def _work_rate(job: Job) -> int:
+        recipe = RECIPES[job.sep_type]
+        return recipe.sample_rate or job.inputs[recipe.inputs[0]]["sample_rate"]
 
     def _output_labels(self, job: Job) -> dict[str, str]:
         algo = self.catalog.get(job.sep_type)
@@ -140,25 +145,14 @@ class Worker:
             storage_name, download = output_names(job.hash, main["name"], algo.name, dict(job.options), stem,
                                                   fmt.extension, job.long_filenames)
             local = scratch / storage_name
-            out_rate = rate
-            if fmt.extension in ("mp3", "m4a") and rate > LOSSY_MAX_RATE:
-                out_rate = LOSSY_MAX_RATE
-            writer = resampler = None
-            channels = 0
-            for block in blocks:
+            writer = None
+            for block in blocks:  # the writer resamples where an encoder does not take the rate
                 block = np.asarray(block, dtype=np.float32)
                 if writer is None:
-                    channels = block.shape[0]
-                    writer = audio.AudioWriter(local, job.output_format, out_rate, channels)
-                    if out_rate != rate:
-                        resampler = soxr.ResampleStream(rate, out_rate, channels, dtype="float32")
-                if resampler is not None:
-                    block = resampler.resample_chunk(block.T).T
+                    writer = audio.AudioWriter(local, job.output_format, rate, block.shape[0])
                 writer.write(block)
             if writer is None:
                 raise JobFailure(f"The engine produced no audio for {stem}")
-            if resampler is not None:
-                writer.write(resampler.resample_chunk(np.zeros((0, channels), np.float32), last=True).T)
             writer.close()
             key = f"processed/{storage_name}"
             size = self.storage.put_file(key, local)
@@ -171,13 +165,14 @@ class Worker:
     def _chunk_key(self, job: Job, index: int, stem: str) -> str:
         return f"work/{job.id}/{index:05d}_{stem}.wav"
 
-    def _store_chunk(self, job: Job, item: WorkItem, stems: dict[str, np.ndarray], rate: int, scratch: Path) -> None:
+    def _store_chunk(self, job: Job, item: WorkItem, stems: dict[str, np.ndarray], scratch: Path) -> None:
         expected = RECIPES[job.sep_type].stems(dict(job.options))
         if list(stems) != expected:
             raise JobFailure(f"The engine returned stems {list(stems)}, expected {expected}")
         for stem, data in stems.items():
             local = scratch / f"{stem}.wav"
-            sf.write(local, np.asarray(data, dtype=np.float32).T, rate, subtype="FLOAT")
+            # float WAV keeps the chunk exact; its rate field is informational (frames are what the merge uses)
+            sf.write(local, np.asarray(data, dtype=np.float32).T, self._work_rate(job), subtype="FLOAT")
             self.storage.put_file(self._chunk_key(job, item.index, stem), local)
 
     def _merge(self, job: Job, scratch: Path) -> list[dict]:
@@ -215,13 +210,14 @@ class Worker:
             self.storage.delete_prefix(f"work/{job.id}")
             self._notify_webhook(job.hash)
 
-    def _fail(self, job_id: int, message: str) -> None:
+    def _fail(self, job: Job, item: WorkItem, message: str) -> None:
         with self.db.session() as s:
-            job = s.get(Job, job_id)
-            queue.fail_job(s, job, message)
-            hash_value = job.hash
-        self.storage.delete_prefix(f"work/{job_id}")
-        self._notify_webhook(hash_value)
+            db_item = s.get(WorkItem, item.id)
+            if db_item.status != "running" or db_item.worker != self.name:
+                return  # not ours any more: whoever holds it now decides
+            queue.fail_job(s, s.get(Job, job.id), message)
+        self.storage.delete_prefix(f"work/{job.id}")
+        self._notify_webhook(job.hash)
 
     def _notify_webhook(self, hash_value: str) -> None:
         with self.db.reader() as s:

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from math import floor
 from pathlib import Path
 from typing import Callable, Mapping
+from urllib.parse import quote, urlsplit
 
 from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from openmvsep.engine import audio
 from openmvsep.engine.joins import plan_chunks
-from openmvsep.engine.recipes import RECIPES
+from openmvsep.engine.recipes import RECIPES, Recipe
 from openmvsep.service import accounts
 from openmvsep.service.catalog import Algorithm, Catalog, OptionError
 from openmvsep.service.errors import ServiceError
@@ -51,6 +52,7 @@ _STATUS_QUERY = select(
     case((Job.status.in_(("waiting", "distributing")), _AHEAD), else_=0).label("ahead"),
 ).where(Job.hash == bindparam("hash"))
 
+
 @dataclass(frozen=True)
 class Upload:
     """An input file the API has already written to a scratch path."""
@@ -66,6 +68,11 @@ class JobRequest:
     output_format: int = 0
     is_demo: bool = False
     webhook_url: str | None = None
+
+
+def is_premium(user: User | None) -> bool:
+    """Premium means "spend credits": enabled on the account and something left to spend."""
+    return bool(user and user.premium_enabled and user.credits > 0)
 
 
 def credits_for(duration_s: float, price_coefficient: float, multiplier: float = 1.0) -> int:
@@ -110,7 +117,7 @@ class JobService:
         algo = self.catalog.get(req.sep_type)
         if algo is None:
             raise ServiceError(f"Seperation type {req.sep_type} does not exist")
-        if algo.price_coefficient > 1 and not (user and user.premium_enabled and user.credits > 0):
+        if algo.price_coefficient > 1 and not is_premium(user):
             raise ServiceError(PREMIUM_GATE)
         try:
             chosen = self.catalog.resolve(req.sep_type, req.options_form)
@@ -136,10 +143,13 @@ class JobService:
             raise ServiceError(f"Missing file field: {', '.join(missing)}" if recipe.inputs != ("audiofile",)
                                else "Please upload an audio file (field 'audiofile') or give a 'url'")
         infos = {role: self._probe(uploads[role]) for role in recipe.inputs}
-        with self.db.session() as s:
+
+        def write(s: Session, stored: list[str]) -> Job:
             user = self._caller(s, token)
             self._check_limits(s, user)
-            job = self._insert_job(s, user, req, algo, chosen, uploads, infos)
+            return self._insert_job(s, user, req, algo, chosen, uploads, infos, stored)
+
+        job = self._insert_and_commit(write)
         self.notify()
         return job
 
@@ -175,7 +185,7 @@ class JobService:
         """Concurrency and daily limits of the caller's plan (premium users are judged when priced)."""
         if user is None:
             return
-        premium = user.premium_enabled and user.credits > 0
+        premium = is_premium(user)
         limit = self.settings.premium_concurrent_jobs if premium else self.settings.free_concurrent_jobs
         if limit and self._active_count(s, user.id) >= limit:
             raise ServiceError(
@@ -190,21 +200,21 @@ class JobService:
                 raise ServiceError(f"You have used your {self.settings.free_daily_jobs} free separations of the day")
 
     def _price(self, user: User | None, algo: Algorithm, form: Mapping[str, str], duration: float) -> tuple[int, int]:
-        """(plan, credits to charge)."""
+        """(plan, credits to charge). Premium-only algorithms were gated in check_request."""
         if user is None:
-            if algo.price_coefficient > 1:
-                raise ServiceError(PREMIUM_GATE)
             return UNREGISTERED, 0
         multiplier = algo.price_multiplier({k: str(v) for k, v in form.items()})
         cost = credits_for(duration, algo.price_coefficient, multiplier)
         if user.premium_enabled and user.credits >= cost:
             return PREMIUM, cost
         if algo.price_coefficient > 1:
-            raise ServiceError(PREMIUM_GATE)
+            raise ServiceError(f"This separation costs {cost} credits and your balance is {user.credits}")
         return REGISTERED, 0
 
     def _insert_job(self, s: Session, user: User | None, req: JobRequest, algo: Algorithm, chosen: dict[str, str],
-                    uploads: dict[str, Upload], infos: dict[str, audio.AudioInfo]) -> Job:
+                    uploads: dict[str, Upload], infos: dict[str, audio.AudioInfo], stored: list[str]) -> Job:
+        """Store the inputs and add the job, its work items and its charge. `stored` collects the storage
+        keys written, so that the caller removes them if the transaction does not commit."""
         recipe = RECIPES[req.sep_type]
         main_role = recipe.inputs[0]
         main = infos[main_role]
@@ -213,51 +223,51 @@ class JobService:
         digest = _file_digest(uploads[main_role].path)
         hash_value = self._unique_hash(s, now, digest, uploads[main_role].filename)
         inputs: dict[str, dict] = {}
+        for role in recipe.inputs:
+            up, info = uploads[role], infos[role]
+            key = f"temp/{hash_value}" if role == main_role else f"temp/{hash_value}.{role}"
+            stored.append(key)
+            size = self.storage.put_file(key, up.path)
+            inputs[role] = {"key": key, "name": up.filename, "size": size, "duration": info.duration,
+                            "sample_rate": info.sample_rate, "channels": info.channels, "tags": info.tags}
+        job = Job(
+            hash=hash_value, user_id=user.id if user else None, plan=plan, sep_type=req.sep_type, options=chosen,
+            output_format=req.output_format, is_demo=req.is_demo,
+            long_filenames=bool(user and user.long_filenames_enabled), status="waiting", inputs=inputs,
+            duration=main.duration, credits_charged=cost, webhook_url=req.webhook_url, created_at=now,
+            updated_at=now, expires_at=now + timedelta(hours=self.settings.retention_hours),
+        )
+        s.add(job)
+        s.flush()
+        self._add_work_items(s, job, recipe, main)
+        if cost and user is not None:
+            accounts.change_credits(s, user, -cost, "charge", job_id=job.id)
+        return job
+
+    def _insert_and_commit(self, write: Callable[[Session, list[str]], Job]) -> Job:
+        """Run `write` in one transaction; if it does not commit, no stored file stays behind."""
         stored: list[str] = []
         try:
-            for role in recipe.inputs:
-                up, info = uploads[role], infos[role]
-                key = f"temp/{hash_value}" if role == main_role else f"temp/{hash_value}.{role}"
-                size = self.storage.put_file(key, up.path)
-                stored.append(key)
-                inputs[role] = {
-                    "key": key, "name": split_name(up.filename)[0] + ("." + split_name(up.filename)[1]
-                                                                      if split_name(up.filename)[1] else ""),
-                    "size": size, "duration": info.duration, "sample_rate": info.sample_rate,
-                    "channels": info.channels, "tags": info.tags,
-                }
-            job = Job(
-                hash=hash_value, user_id=user.id if user else None, plan=plan, sep_type=req.sep_type, options=chosen,
-                output_format=req.output_format, is_demo=req.is_demo,
-                long_filenames=bool(user and user.long_filenames_enabled), status="waiting", inputs=inputs,
-                duration=main.duration, credits_charged=cost, webhook_url=req.webhook_url, created_at=now,
-                updated_at=now, expires_at=now + timedelta(hours=self.settings.retention_hours),
-            )
-            s.add(job)
-            s.flush()
-            self._add_work_items(s, job, recipe.chunkable, main)
-            if cost and user is not None:
-                accounts.change_credits(s, user, -cost, "charge", job_id=job.id)
-            s.flush()
+            with self.db.session() as s:
+                return write(s, stored)
         except BaseException:
             for key in stored:
                 self.storage.delete(key)
             raise
-        return job
 
     @staticmethod
     def _price_form(algo: Algorithm, chosen: dict[str, str]) -> dict[str, str]:
         """Chosen options keyed by form field name, the form price rules are written against."""
         return {f.name: chosen[f.server_key] for f in algo.fields if f.server_key in chosen}
 
-    def _add_work_items(self, s: Session, job: Job, chunkable: bool, info: audio.AudioInfo) -> None:
+    def _add_work_items(self, s: Session, job: Job, recipe: Recipe, info: audio.AudioInfo) -> None:
+        """One item for the whole input, or one per chunk of a long input (frames at the rate the engine works at)."""
         cfg = self.settings
-        if chunkable and info.duration > cfg.chunk_threshold_seconds:
-            rate = info.sample_rate
-            total = int(round(info.duration * rate))
-            chunks = plan_chunks(total, int(cfg.chunk_seconds * rate), int(cfg.chunk_overlap_seconds * rate))
-        else:
-            chunks = []
+        chunks = []
+        if recipe.chunkable and info.duration > cfg.chunk_threshold_seconds:
+            rate = recipe.sample_rate or info.sample_rate
+            chunks = plan_chunks(int(round(info.duration * rate)), int(cfg.chunk_seconds * rate),
+                                 int(cfg.chunk_overlap_seconds * rate))
         if len(chunks) > 1:
             job.all_chunks = len(chunks)
             for c in chunks:
@@ -297,8 +307,7 @@ class JobService:
             now = utcnow()
             remote = RemoteJob(
                 short_hash=self._short_hash(s), user_id=user.id if user else None,
-                plan=(PREMIUM if user and user.premium_enabled and user.credits > 0 else
-                      REGISTERED if user else UNREGISTERED),
+                plan=PREMIUM if is_premium(user) else REGISTERED if user else UNREGISTERED,
                 url=url, remote_type=remote_type,
                 params={"sep_type": req.sep_type, "options_form": dict(req.options_form),
                         "output_format": req.output_format, "is_demo": req.is_demo, "webhook_url": req.webhook_url},
@@ -326,11 +335,15 @@ class JobService:
             owner = s.get(User, user_id) if user_id else None
         algo, chosen = self.check_request(req, owner)
         info = self._probe(upload)
-        with self.db.session() as s:
+
+        def write(s: Session, stored: list[str]) -> Job:
             remote = s.get(RemoteJob, remote_id)
             user = s.get(User, user_id) if user_id else None
-            job = self._insert_job(s, user, req, algo, chosen, {"audiofile": upload}, {"audiofile": info})
+            job = self._insert_job(s, user, req, algo, chosen, {"audiofile": upload}, {"audiofile": info}, stored)
             remote.status, remote.job_hash, remote.updated_at = "done", job.hash, utcnow()
+            return job
+
+        job = self._insert_and_commit(write)
         self.notify()
         return job
 
@@ -364,8 +377,6 @@ class JobService:
         return f"{self.settings.effective_public_url}{path}"
 
     def status_link(self, hash_value: str) -> str:
-        from urllib.parse import quote
-
         return self.url(f"/api/separation/get?hash={quote(hash_value, safe='')}")
 
     def status(self, hash_value: str) -> dict:
@@ -414,7 +425,7 @@ class JobService:
         if main.get("tags"):
             data["tags"] = main["tags"]
         stem, ext = split_name(job.hash)
-        host = self.settings.effective_public_url.split("://", 1)[-1].split("/", 1)[0]
+        host = urlsplit(self.settings.effective_public_url).hostname or "openmvsep"  # no port: ':' breaks names
         data["input_file"] = {
             "url": self.url(f"/storage/{main['key']}"),
             "size": human_size(main["size"]),
@@ -529,7 +540,7 @@ class JobService:
                 "registered": int(counts.get(REGISTERED, 0)), "unregistered": int(counts.get(UNREGISTERED, 0))}}
             user = accounts.user_by_token(s, token)
             if user is not None:
-                plan = PREMIUM if user.premium_enabled and user.credits > 0 else REGISTERED
+                plan = PREMIUM if is_premium(user) else REGISTERED
                 mine = {"plan": PLAN_NAMES[plan], "queue": int(counts.get(plan, 0))}
                 body["plan"] = mine
                 body["current"] = dict(mine)
