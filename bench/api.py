@@ -4,7 +4,7 @@ Starts `openmvsep serve` (no workers) on a free port with a throw-away data dir,
 `separation/get` answers from the database, then loads each endpoint with the same client: C concurrent
 keep-alive connections for S seconds. Prints req/s and the ratio to `/health` (target >= 0.5).
 
-    .venv/bin/python bench/api.py [--seconds 5] [--concurrency 16]
+    .venv/bin/python bench/api.py [--seconds 3] [--rounds 3] [--concurrency 16]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import io
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,8 +73,9 @@ def load(port: int, path: str, seconds: float, concurrency: int, headers: dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     port = free_port()
@@ -104,10 +106,15 @@ def main() -> None:
                 ("GET /api/separation/get", f"/api/separation/get?hash={job}", {}),
                 ("GET /api/app/algorithms", "/api/app/algorithms", {"Accept-Encoding": "gzip"}),
             ]
-            results = {}
-            for name, path, headers in cases:
-                load(port, path, 1.0, args.concurrency, headers)  # warm-up
-                results[name] = load(port, path, args.seconds, args.concurrency, headers)
+            for _name, path, headers in cases:  # warm-up
+                load(port, path, 1.0, args.concurrency, headers)
+            # Rounds interleave the endpoints so that a noisy neighbour hurts all of them alike; medians are kept.
+            rounds: dict[str, list[tuple[float, int]]] = {name: [] for name, _, _ in cases}
+            for _ in range(args.rounds):
+                for name, path, headers in cases:
+                    rounds[name].append(load(port, path, args.seconds, args.concurrency, headers))
+            results = {name: (statistics.median(r for r, _ in runs), sum(e for _, e in runs))
+                       for name, runs in rounds.items()}
         finally:
             server.terminate()
             server.wait(timeout=20)

@@ -45,11 +45,12 @@ _QUEUE_COUNT = (select(func.count()).where(_waiting.status == "waiting", _waitin
                 .correlate(Job).scalar_subquery())
 _AHEAD = (select(func.count()).where(_waiting.status == "waiting", or_(
     _waiting.plan > Job.plan, and_(_waiting.plan == Job.plan, _waiting.id < Job.id))).correlate(Job).scalar_subquery())
+_QUEUED = or_(Job.status == "waiting", Job.status == "distributing")  # not in_(): it re-expands on every run
 _STATUS_QUERY = select(
     Job.id, Job.hash, Job.status, Job.plan, Job.files_deleted, Job.message, Job.finished_chunks, Job.all_chunks,
     Job.sep_type, Job.inputs, Job.files, Job.output_format, Job.finished_at, Job.updated_at,
-    case((Job.status.in_(("waiting", "distributing")), _QUEUE_COUNT), else_=0).label("queue_count"),
-    case((Job.status.in_(("waiting", "distributing")), _AHEAD), else_=0).label("ahead"),
+    case((_QUEUED, _QUEUE_COUNT), else_=0).label("queue_count"),
+    case((_QUEUED, _AHEAD), else_=0).label("ahead"),
 ).where(Job.hash == bindparam("hash"))
 
 

@@ -21,15 +21,17 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
     """An engine; for SQLite, `immediate` makes every transaction take the write lock at BEGIN.
 
     Writers must: a deferred transaction that reads and then writes fails at once with "database is locked"
-    when another writer committed in between, whatever the busy timeout. Readers use a deferred engine so
-    that polls run side by side under WAL.
+    when another writer committed in between, whatever the busy timeout. Readers (immediate=False) run in
+    autocommit: each statement sees a consistent WAL snapshot of its own, nothing waits for writers, and the
+    polling path saves the BEGIN/ROLLBACK round trips.
     """
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     path = url.split(":///", 1)[-1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                           pool_reset_on_return="rollback" if immediate else None)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
@@ -41,9 +43,10 @@ def make_engine(url: str, *, immediate: bool = True) -> Engine:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _sqlite_begin(conn):  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # noqa: ANN001
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
