@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/openmvsep serve --host 127.0.0.1 --port 8000
+	$(BIN)/openmvsep serve  # 127.0.0.1:8000 and ./data unless OPENMVSEP_* say otherwise
 
 test: install
 	$(BIN)/python -m pytest -q
