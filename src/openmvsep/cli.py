@@ -19,6 +19,8 @@ news_app = typer.Typer(help="News shown by /api/app/news.", no_args_is_help=True
 app.add_typer(user_app, name="user")
 app.add_typer(db_app, name="db")
 app.add_typer(news_app, name="news")
+models_app = typer.Typer(help="Model weights: the registry and the local cache.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 err = Console(stderr=True)
 
@@ -120,6 +122,155 @@ def news_add(
     with db.session() as s:
         item = add_news(s, title, text, lang)
         err.print(f"news {item.id} added")
+
+
+def _registry():  # noqa: ANN202
+    from openmvsep.engine.weights import WeightsRegistry
+
+    return WeightsRegistry.for_data_dir(Settings().data_dir)
+
+
+@models_app.command("list")
+def models_list(selector: Optional[str] = typer.Argument(None, help="NAME, SEP_TYPE or SEP_TYPE:OPTION")) -> None:
+    """Registered weights, what they serve, and whether they are here."""
+    from openmvsep.engine.weights import WeightsError
+
+    registry = _registry()
+    try:
+        entries = registry.select(selector)
+    except WeightsError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    table = Table("name", "serves", "model type", "file", "pinned", "present")
+    for e in entries:
+        table.add_row(e.name, ", ".join(e.serves) or "-", e.model_type, e.filename, "yes" if e.sha256 else "no",
+                      "yes" if registry.is_present(e) else "no")
+    Console().print(table)
+
+
+@models_app.command("download")
+def models_download(
+    selector: Optional[str] = typer.Argument(None, help="NAME, SEP_TYPE or SEP_TYPE:OPTION (default: all)"),
+    pin: bool = typer.Option(False, "--pin", help="Record the sha256 of an unpinned download in <data dir>/models.yaml"),
+) -> None:
+    """Download (resuming) and verify weights."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from openmvsep.engine.weights import WeightsError, pin_entry
+
+    registry = _registry()
+    failed = False
+    try:
+        entries = registry.select(selector)
+    except WeightsError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    for entry in entries:
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      console=err) as bar:
+            task = bar.add_task(entry.filename, total=entry.size)
+            try:
+                path = registry.download(entry, progress=lambda done, total: bar.update(task, completed=done,
+                                                                                        total=total))
+            except WeightsError as e:
+                err.print(f"[red]{e}[/red]")
+                failed = True
+                continue
+        if entry.sha256:
+            err.print(f"{entry.name}: {path} (sha256 verified)")
+        elif pin:
+            digest = pin_entry(Settings().data_dir / "models.yaml", entry, path)
+            err.print(f"{entry.name}: {path} pinned as sha256 {digest}")
+        else:
+            err.print(f"{entry.name}: {path} is not pinned; it will not load until you run "
+                      f"`openmvsep models download {entry.name} --pin` (trusting this download) or add its sha256")
+    if failed:
+        raise typer.Exit(1)
+
+
+@models_app.command("verify")
+def models_verify(selector: Optional[str] = typer.Argument(None, help="NAME, SEP_TYPE or SEP_TYPE:OPTION")) -> None:
+    """Check present weights against their pinned sha256."""
+    from openmvsep.engine.weights import WeightsError
+
+    registry = _registry()
+    bad = False
+    for entry in registry.select(selector):
+        if not registry.is_present(entry):
+            err.print(f"{entry.name}: not downloaded")
+            continue
+        try:
+            digest = registry.verify(entry)
+            err.print(f"{entry.name}: ok ({digest}{'' if entry.sha256 else ', not pinned'})")
+        except WeightsError as e:
+            err.print(f"[red]{entry.name}: {e}[/red]")
+            bad = True
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def infer(
+    inputs: list[Path] = typer.Argument(..., help="Audio files (anything ffmpeg reads)"),
+    output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Where <input stem>_<instrument>.wav go"),
+    model_type: Optional[str] = typer.Option(None, help="bs_roformer, mel_band_roformer, mdx23c, scnet, htdemucs"),
+    config: Optional[Path] = typer.Option(None, help="The model's YAML config"),
+    checkpoint: Optional[Path] = typer.Option(None, help=".ckpt/.th/.pth/.safetensors"),
+    sha256: Optional[str] = typer.Option(None, help="Pin for a pickled checkpoint (required to load one)"),
+    sep_type: Optional[int] = typer.Option(None, help="Use the registry's model for this MVSep sep_type instead"),
+    opt1: Optional[str] = typer.Option(None, help="With --sep-type: the add_opt1 key (model)"),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:1, or auto"),
+    precision: str = typer.Option("fp32", help="fp32, fp16 or bf16"),
+    batch_size: int = typer.Option(4, help="Chunks per model call"),
+    overlap: Optional[int] = typer.Option(None, help="Overlap count (default: the config's inference.num_overlap)"),
+    tta: bool = typer.Option(False, help="Average with channel-swapped and polarity-inverted passes"),
+) -> None:
+    """Separate files locally, no server: one float32 WAV per instrument at the model's rate."""
+    import soundfile as sf
+    from rich.progress import Progress
+
+    from openmvsep.engine import audio
+    from openmvsep.engine.checkpoints import CheckpointError
+    from openmvsep.engine.config import ConfigError
+    from openmvsep.engine.separator import load_model, separate
+    from openmvsep.engine.weights import WeightsError
+
+    try:
+        if sep_type is not None:
+            registry = _registry()
+            entry = registry.serving(f"{sep_type}:{opt1}") if opt1 is not None else next(
+                iter(registry.select(str(sep_type))), None)
+            if entry is None:
+                raise WeightsError(f"no registered model serves sep_type {sep_type}"
+                                   + (f" option {opt1}" if opt1 else ""))
+            model_type, config, checkpoint, sha256 = (entry.model_type, entry.config, registry.require(entry),
+                                                      sha256 or entry.sha256)
+        if not (model_type and config and checkpoint):
+            raise typer.BadParameter("give --model-type, --config and --checkpoint, or --sep-type")
+        loaded = load_model(model_type, config, checkpoint, sha256=sha256, device=device,
+                            cache_dir=Settings().data_dir / "weights" / "safetensors-cache")
+    except (WeightsError, CheckpointError, ConfigError, OSError) as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(1) from None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    failed = False
+    for path in inputs:
+        try:
+            mix, rate = audio.read_audio(path, sample_rate=loaded.sample_rate)
+        except (audio.AudioError, OSError) as e:
+            err.print(f"[red]{path}: {e}[/red]")
+            failed = True
+            continue
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(path.name, total=None)
+            stems = separate(loaded, mix, batch_size=batch_size, precision=precision, num_overlap=overlap, tta=tta,
+                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+        for name, data in stems.items():
+            target = output_dir / f"{path.stem}_{name}.wav"
+            sf.write(target, data.T, rate, subtype="FLOAT")
+            err.print(f"wrote {target}")
+    if failed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

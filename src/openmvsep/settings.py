@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     janitor_interval_seconds: float = 600.0
 
     # Engine.
-    device: str = "auto"
+    device: str = "auto"  # auto: CUDA when there is one
+    precision: str = "fp32"  # fp32 | fp16 | bf16 for model runs
+    batch_size: int = 4  # chunks per model call
+    auto_download: bool = False  # fetch registered weights on first use
 
     @cached_property
     def storage_dir(self) -> Path:

@@ -15,6 +15,7 @@ from openmvsep.api.limits import BodyLimit, RateLimit
 from openmvsep.api.responses import error, ok, validation_error
 from openmvsep.engine.recipes import runnable_map
 from openmvsep.runner.executor import Executor, make_executor
+from openmvsep.runner.worker import engine_runtime
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.errors import ServiceError, ValidationFailed
 from openmvsep.service.jobs import JobService
@@ -30,9 +31,10 @@ def build_context(settings: Settings, executor: Executor | None = None) -> AppCo
     upgrade(settings.effective_database_url)
     db = Database(settings.effective_database_url)
     storage_ = LocalStorage(settings.storage_dir)
-    catalog = Catalog.load(runnable_map())
+    runtime = engine_runtime(settings)
+    catalog = Catalog.load(runnable_map(runtime))
     executor = executor or make_executor(settings)
-    jobs = JobService(db, storage_, settings, catalog, notify=executor.notify)
+    jobs = JobService(db, storage_, settings, catalog, notify=executor.notify, registry=runtime.registry)
     return AppContext(settings=settings, db=db, storage=storage_, catalog=catalog, jobs=jobs, executor=executor)
 
 

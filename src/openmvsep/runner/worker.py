@@ -15,8 +15,9 @@ import soundfile as sf
 
 from openmvsep.engine import audio
 from openmvsep.engine.cache import ModelCache
+from openmvsep.engine.recipes import RECIPES, runnable_map
+from openmvsep.engine.runtime import ModelUnavailable, Runtime
 from openmvsep.engine.joins import Chunk, join_chunks
-from openmvsep.engine.recipes import RECIPES
 from openmvsep.runner import queue
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService, Upload
@@ -31,6 +32,13 @@ log = logging.getLogger("openmvsep.worker")
 MERGE_BLOCK_FRAMES = 1 << 18
 
 
+def engine_runtime(settings: Settings) -> Runtime:
+    """The engine as this server's settings configure it (weights under <data dir>/weights)."""
+    return Runtime.for_data_dir(settings.data_dir, cache=ModelCache(settings.models_kept_loaded),
+                                device=settings.device, precision=settings.precision,
+                                batch_size=settings.batch_size, auto_download=settings.auto_download)
+
+
 class JobFailure(Exception):
     """A job that cannot succeed however often it is retried; the message is shown to the user."""
 
@@ -38,15 +46,13 @@ class JobFailure(Exception):
 class Worker:
     def __init__(self, settings: Settings, name: str, *, db: Database | None = None,
                  storage: LocalStorage | None = None, catalog: Catalog | None = None):
-        from openmvsep.engine.recipes import runnable_map
-
         self.settings = settings
         self.name = name
         self.db = db or Database(settings.effective_database_url)
         self.storage = storage or LocalStorage(settings.storage_dir)
-        self.catalog = catalog or Catalog.load(runnable_map())
-        self.jobs = JobService(self.db, self.storage, settings, self.catalog)
-        self.models = ModelCache(settings.models_kept_loaded)
+        self.runtime = engine_runtime(settings)
+        self.catalog = catalog or Catalog.load(runnable_map(self.runtime))
+        self.jobs = JobService(self.db, self.storage, settings, self.catalog, registry=self.runtime.registry)
 
     # ---------------------------------------------------------------- loop
 
@@ -120,7 +126,10 @@ class Worker:
             data, _ = audio.read_audio(self.storage.path(job.inputs[role]["key"]), sample_rate=rate,
                                        start=start, duration=duration)
             inputs[role] = data
-        stems, out_rate = recipe.run(inputs, rate, dict(job.options), self.models)
+        try:
+            stems, out_rate = recipe.run(inputs, rate, dict(job.options), self.runtime)
+        except ModelUnavailable as e:
+            raise JobFailure(str(e)) from None
         if item.kind == "chunk" and out_rate != rate:  # chunk frames are counted at the rate they were cut at
             raise JobFailure(f"The engine changed the rate of a chunk ({rate} -> {out_rate} Hz)")
         return stems, out_rate

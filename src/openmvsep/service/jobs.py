@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from openmvsep.engine import audio
 from openmvsep.engine.joins import plan_chunks
 from openmvsep.engine.recipes import RECIPES, Recipe
+from openmvsep.engine.weights import WeightsRegistry
 from openmvsep.service import accounts
 from openmvsep.service.catalog import Algorithm, Catalog, OptionError
 from openmvsep.service.errors import ServiceError
@@ -104,7 +105,8 @@ def parse_output_format(value: str | None) -> int:
 
 class JobService:
     def __init__(self, db: Database, storage: LocalStorage, settings: Settings, catalog: Catalog,
-                 notify: Callable[[], None] = lambda: None):
+                 notify: Callable[[], None] = lambda: None, registry: WeightsRegistry | None = None):
+        self.registry = registry  # to tell admins which weights a refused option needs
         self.db = db
         self.storage = storage
         self.settings = settings
@@ -126,8 +128,17 @@ class JobService:
             raise ServiceError(str(e)) from None
         reason = self.catalog.unavailable_reason(req.sep_type, chosen)
         if reason:
-            raise ServiceError(reason)
+            raise ServiceError(reason + self._weights_hint(req.sep_type, chosen))
         return algo, chosen
+
+    def _weights_hint(self, sep_type: int, chosen: dict[str, str]) -> str:
+        if self.registry is None or "model_type" not in chosen:
+            return ""
+        entry = self.registry.serving(f"{sep_type}:{chosen['model_type']}")
+        if entry is None:
+            return (" No public checkpoint for this option is in the server's weights registry; an admin can add one "
+                    "in models.yaml in the data directory.")
+        return f" An admin installs them with `openmvsep models download {entry.name}` ({entry.filename})."
 
     def _caller_readonly(self, token: str | None) -> User | None:
         """Who is asking, checked before any work (401 for a bad token comes first)."""

@@ -1,0 +1,64 @@
+"""What recipes run models with: the weights registry, the loaded-model cache, and how to run them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from openmvsep.engine.cache import ModelCache
+from openmvsep.engine.config import ConfigError, load_config
+from openmvsep.engine.weights import WeightEntry, WeightsError, WeightsRegistry
+
+if TYPE_CHECKING:  # torch is imported only where models run, not by the API process
+    from openmvsep.engine.separator import LoadedModel
+
+
+class ModelUnavailable(Exception):
+    """A model a job needs cannot be loaded; the message is for the user and the admin."""
+
+
+@dataclass
+class Runtime:
+    registry: WeightsRegistry
+    cache: ModelCache = field(default_factory=lambda: ModelCache(2))
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 4
+    auto_download: bool = False
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path, **kwargs) -> "Runtime":  # noqa: ANN003
+        return cls(WeightsRegistry.for_data_dir(data_dir), **kwargs)
+
+    def can_serve(self, option: str) -> bool:
+        entry = self.registry.serving(option)
+        return entry is not None and (self.registry.is_present(entry) or (self.auto_download and bool(entry.urls)))
+
+    def runnable_keys(self, sep_type: int, candidates: list[str]) -> list[str]:
+        return [key for key in candidates if self.can_serve(f"{sep_type}:{key}")]
+
+    def model_for(self, option: str) -> LoadedModel:
+        entry = self.registry.serving(option)
+        if entry is None:
+            raise ModelUnavailable(f"no model in the weights registry serves {option}")
+        return self.load(entry)
+
+    def load(self, entry: WeightEntry) -> LoadedModel:
+        return self.cache.get(entry.name, lambda: self._load(entry))
+
+    def _load(self, entry: WeightEntry) -> LoadedModel:
+        from openmvsep.engine.checkpoints import CheckpointError
+        from openmvsep.engine.separator import load_model
+
+        try:
+            path = self.registry.path(entry)
+            if not path.is_file() and self.auto_download:
+                self.registry.download(entry)
+            path = self.registry.require(entry)
+            cache_dir = self.registry.weights_dir / "safetensors-cache"
+            return load_model(entry.model_type, load_config(entry.config), path, sha256=entry.sha256,
+                              device=self.device, cache_dir=cache_dir)
+        except (WeightsError, CheckpointError, ConfigError, OSError) as e:
+            raise ModelUnavailable(f"the model {entry.name} cannot be loaded: {e}") from e

@@ -1,0 +1,168 @@
+"""One loaded model and how to separate audio with it: the engine's entry point.
+
+`load_model` builds the family from its config and loads a checkpoint; `separate` runs the chunked
+overlap-add (or demucs' split for HTDemucs) with the model's own settings, and adds what the reference's
+inference script adds around it: track normalisation when the config asks for it, test-time augmentation,
+mono handling, and the residual (mix − target) for single-target models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from openmvsep.engine.checkpoints import apply_state_dict, load_state_dict
+from openmvsep.engine.config import Config, ConfigError, load_config
+from openmvsep.engine.demix import ChunkPlan, autocast_for, demix
+from openmvsep.engine.models import build_model
+
+RESIDUAL = "instrumental"  # the reference inference script's name for mix − target
+
+
+@dataclass
+class LoadedModel:
+    model_type: str
+    config: Config
+    model: torch.nn.Module
+    device: torch.device
+    stems: list[str] = field(default_factory=list)  # what one forward returns, in order
+    target: str | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        audio = self.config.get("audio") or {}
+        training = self.config.get("training") or {}
+        return int(audio.get("sample_rate") or training.get("samplerate") or 44100)
+
+    @property
+    def channels(self) -> int:
+        """Channels one forward takes: 1 for `stereo: false` models (each channel runs as its own item)."""
+        model_cfg = self.config.get("model")
+        if isinstance(model_cfg, dict) and model_cfg.get("stereo") is False:
+            return 1
+        return 2
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.stems + ([RESIDUAL] if self.target else [])
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_model(model_type: str, config: Config | str | Path, checkpoint: str | Path | dict | None = None, *,
+               sha256: str | None = None, device: str | None = None, cache_dir: str | Path | None = None) -> LoadedModel:
+    if not isinstance(config, Config):
+        config = load_config(config)
+    training = config.get("training")
+    if not isinstance(training, dict) or not training.get("instruments"):
+        raise ConfigError("the config has no training.instruments: the model's stems are unknown")
+    model = build_model(model_type, config)
+    if checkpoint is not None:
+        tensors = checkpoint if isinstance(checkpoint, dict) else load_state_dict(checkpoint, sha256=sha256,
+                                                                                  cache_dir=cache_dir)
+        apply_state_dict(model, tensors, Path(str(checkpoint)).name if not isinstance(checkpoint, dict) else "state")
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    target = training.get("target_instrument") or None
+    instruments = list(training.instruments)
+    if target and target not in instruments:
+        raise ConfigError(f"training.target_instrument {target!r} is not one of training.instruments {instruments}")
+    stems = [target] if target else instruments
+    return LoadedModel(model_type=training.get("model_type") or model_type, config=config, model=model, device=dev,
+                       stems=stems, target=target)
+
+
+def _forward(loaded: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model call for a batch of chunks, selecting the target head when the model can run it alone."""
+    model = loaded.model
+    instruments = list(loaded.config.training.instruments)
+    heads = getattr(model, "mask_estimators", None)
+    if loaded.target and heads is not None and len(heads) == len(instruments):
+        index = instruments.index(loaded.target)
+        return lambda batch: model(batch, active_stem_ids=[index])
+    if loaded.target:
+        index = instruments.index(loaded.target)
+
+        def select(batch: torch.Tensor) -> torch.Tensor:
+            out = model(batch)
+            if out.dim() == 4 and out.shape[1] == len(instruments):
+                out = out[:, index:index + 1]
+            return out
+
+        return select
+    return model
+
+
+def _separate_once(loaded: LoadedModel, mix: torch.Tensor, *, batch_size: int, precision: str,
+                   num_overlap: int | None, progress: Callable[[int, int], None] | None) -> torch.Tensor:
+    """(stems, channels, samples) for a (channels, samples) mix already on the device."""
+    if loaded.model_type == "htdemucs":
+        from openmvsep.engine.demucs_apply import apply as demucs_apply
+
+        inference = loaded.config.get("inference") or {}
+        with autocast_for(loaded.device, precision):
+            return demucs_apply(loaded.model, mix, overlap=float(inference.get("overlap", 0.25)),
+                                batch_size=batch_size, device=loaded.device, progress=progress).float()
+    audio = loaded.config.get("audio") or {}
+    inference = loaded.config.get("inference") or {}
+    chunk = int(inference.get("chunk_size") or audio.get("chunk_size") or 0)
+    if chunk <= 0:
+        raise ConfigError("the config has no audio.chunk_size")
+    plan = ChunkPlan(chunk, int(num_overlap or inference.get("num_overlap") or 2))
+    run = _forward(loaded)
+    if loaded.channels == 1 and mix.shape[0] != 1:
+        # A mono model separates each channel on its own; channels ride along as separate tracks.
+        outs = [demix(run, mix[c:c + 1], plan, num_stems=len(loaded.stems), batch_size=batch_size,
+                      precision=precision, progress=progress) for c in range(mix.shape[0])]
+        return torch.cat(outs, dim=1)
+    return demix(run, mix, plan, num_stems=len(loaded.stems), batch_size=batch_size, precision=precision,
+                 progress=progress)
+
+
+def separate(loaded: LoadedModel, mix: np.ndarray, *, batch_size: int = 4, precision: str = "fp32",
+             num_overlap: int | None = None, tta: bool = False, residual: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Stems of `mix` (channels, samples) at the model's rate, as float32 arrays of the mix's shape."""
+    mix = np.asarray(mix, dtype=np.float32)
+    if mix.ndim == 1:
+        mix = mix[None]
+    original = mix
+    was_mono = mix.shape[0] == 1 and loaded.channels == 2
+    if was_mono:
+        mix = np.repeat(mix, 2, axis=0)
+    inference = loaded.config.get("inference") or {}
+    mean = std = None
+    if inference.get("normalize"):
+        mono = mix.mean(axis=0)
+        mean, std = float(mono.mean()), float(mono.std())
+        mix = (mix - mean) / (std if std > 0 else 1.0)
+    x = torch.from_numpy(np.ascontiguousarray(mix)).to(loaded.device)
+
+    def once(signal: torch.Tensor) -> torch.Tensor:
+        return _separate_once(loaded, signal, batch_size=batch_size, precision=precision, num_overlap=num_overlap,
+                              progress=progress)
+
+    out = once(x)
+    if tta:  # channel swap and polarity inversion, each undone on the output, averaged with the plain pass
+        passes = [out]
+        if x.shape[0] == 2:
+            passes.append(once(x.flip(0)).flip(1))
+        passes.append(-once(-x))
+        out = torch.stack(passes).mean(0)
+    result = out.cpu().numpy()
+    if std is not None:
+        result = result * (std if std > 0 else 1.0) + mean
+    if was_mono:
+        result = result[:, :1]
+    stems = {name: result[i] for i, name in enumerate(loaded.stems)}
+    if residual and loaded.target:
+        stems[RESIDUAL] = original - stems[loaded.target]
+    return stems

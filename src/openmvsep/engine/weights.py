@@ -1,0 +1,207 @@
+"""The weights registry: which checkpoint (and config) serves which catalog option, and the local cache.
+
+Entries come from the registry shipped with openmvsep (`registry.yaml` beside this file) and from an
+admin's own file (`<data dir>/models.yaml`, same layout; its entries win by name). An entry:
+
+    - name: bs_roformer_viperx_1297            # what `openmvsep models` calls it
+      serves: ["40:4"]                          # catalog options (sep_type:add_opt1 key) it runs
+      model_type: bs_roformer
+      config: configs/model_bs_roformer_ep_317_sdr_12.9755.yaml   # relative to the registry file, or absolute
+      urls: [https://…/model_bs_roformer_ep_317_sdr_12.9755.ckpt]
+      filename: model_bs_roformer_ep_317_sdr_12.9755.ckpt
+      sha256: 5b84…                             # required before a pickled file is ever loaded
+      size: 639…                                # optional, checked when given
+
+Downloads resume from a `.part` file with an HTTP Range request, are checked against size and sha256, and
+only then renamed into place, so the cache never holds a half or wrong file under its real name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import httpx
+import yaml
+
+
+BUILTIN_REGISTRY = Path(__file__).with_name("registry.yaml")
+
+
+class WeightsError(Exception):
+    """Weights that are unknown, missing or wrong; the message says what to run."""
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    name: str
+    model_type: str
+    config: Path
+    urls: tuple[str, ...]
+    filename: str
+    sha256: str | None = None
+    size: int | None = None
+    serves: tuple[str, ...] = ()
+    description: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _entries_from(path: Path) -> list[WeightEntry]:
+    data = yaml.safe_load(path.read_text()) or []
+    if isinstance(data, dict):
+        data = data.get("models") or []
+    entries = []
+    for raw in data:
+        try:
+            config = Path(raw["config"])
+            if not config.is_absolute():
+                config = path.parent / config
+            urls = raw.get("urls") or ([raw["url"]] if raw.get("url") else [])
+            entries.append(WeightEntry(
+                name=str(raw["name"]), model_type=str(raw["model_type"]), config=config, urls=tuple(urls),
+                filename=str(raw.get("filename") or (urls[0].rsplit("/", 1)[-1] if urls else raw["name"])),
+                sha256=(str(raw["sha256"]).lower() if raw.get("sha256") else None),
+                size=int(raw["size"]) if raw.get("size") else None,
+                serves=tuple(str(s) for s in raw.get("serves") or ()), description=str(raw.get("description") or ""),
+                extra={k: v for k, v in raw.items() if k not in WeightEntry.__dataclass_fields__},
+            ))
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsError(f"{path}: a registry entry is malformed ({type(e).__name__}: {e}): {raw!r}") from None
+    return entries
+
+
+class WeightsRegistry:
+    def __init__(self, weights_dir: Path, extra_files: Iterable[Path] = ()):
+        self.weights_dir = Path(weights_dir)
+        self.entries: dict[str, WeightEntry] = {}
+        for path in (BUILTIN_REGISTRY, *extra_files):
+            if Path(path).is_file():
+                for entry in _entries_from(Path(path)):
+                    self.entries[entry.name] = entry
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path) -> "WeightsRegistry":
+        return cls(Path(data_dir) / "weights", [Path(data_dir) / "models.yaml"])
+
+    def get(self, name: str) -> WeightEntry:
+        entry = self.entries.get(name)
+        if entry is None:
+            raise WeightsError(f"no weights named {name!r}; `openmvsep models list` shows them")
+        return entry
+
+    def serving(self, option: str) -> WeightEntry | None:
+        """The entry serving a catalog option such as '40:4'."""
+        return next((e for e in self.entries.values() if option in e.serves), None)
+
+    def select(self, selector: str | None) -> list[WeightEntry]:
+        """Entries by name, 'SEP_TYPE' or 'SEP_TYPE:OPTION'; all when no selector."""
+        if not selector:
+            return list(self.entries.values())
+        if selector in self.entries:
+            return [self.entries[selector]]
+        hits = [e for e in self.entries.values()
+                if selector in e.serves or any(s.split(":")[0] == selector for s in e.serves)]
+        if not hits:
+            raise WeightsError(f"nothing in the registry matches {selector!r}")
+        return hits
+
+    def path(self, entry: WeightEntry) -> Path:
+        return self.weights_dir / entry.filename
+
+    def is_present(self, entry: WeightEntry) -> bool:
+        return self.path(entry).is_file()
+
+    def require(self, entry: WeightEntry) -> Path:
+        """The local file, or an error that names the file and the command that fetches it."""
+        path = self.path(entry)
+        if not path.is_file():
+            raise WeightsError(f"the weights {entry.filename} ({entry.name}) are not in {self.weights_dir}; "
+                               f"run `openmvsep models download {entry.name}`")
+        return path
+
+    def verify(self, entry: WeightEntry) -> str:
+        """Check a present file against its pin; returns its sha256."""
+        path = self.require(entry)
+        if entry.size and path.stat().st_size != entry.size:
+            raise WeightsError(f"{entry.filename} has {path.stat().st_size} bytes, expected {entry.size}")
+        actual = sha256_file(path)
+        if entry.sha256 and actual != entry.sha256:
+            raise WeightsError(f"{entry.filename} does not match its sha256 (expected {entry.sha256}, got {actual}); "
+                               f"delete it and run `openmvsep models download {entry.name}`")
+        return actual
+
+    def download(self, entry: WeightEntry, *, progress: Callable[[int, int | None], None] | None = None,
+                 timeout: float = 60.0) -> Path:
+        """Fetch (resuming a partial download) and verify; returns the final path."""
+        target = self.path(entry)
+        if target.is_file():
+            self.verify(entry)
+            return target
+        if not entry.urls:
+            raise WeightsError(f"{entry.name} has no download URL; put {entry.filename} into {self.weights_dir}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        errors = []
+        for url in entry.urls:
+            try:
+                self._fetch(url, part, entry, progress, timeout)
+                break
+            except (httpx.HTTPError, WeightsError) as e:
+                errors.append(f"{url}: {e}")
+        else:
+            raise WeightsError(f"could not download {entry.filename}: " + "; ".join(errors))
+        digest = sha256_file(part)
+        if entry.sha256 and digest != entry.sha256:
+            part.unlink(missing_ok=True)
+            raise WeightsError(f"the download of {entry.filename} does not match its sha256 "
+                               f"(expected {entry.sha256}, got {digest}); it was removed")
+        if entry.size and part.stat().st_size != entry.size:
+            part.unlink(missing_ok=True)
+            raise WeightsError(f"the download of {entry.filename} has the wrong size; it was removed")
+        part.replace(target)
+        return target
+
+    @staticmethod
+    def _fetch(url: str, part: Path, entry: WeightEntry, progress, timeout: float) -> None:  # noqa: ANN001
+        have = part.stat().st_size if part.is_file() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=timeout) as r:
+            if r.status_code == 416 and have:  # the part file is already complete
+                return
+            r.raise_for_status()
+            if have and r.status_code != 206:  # the server ignored the Range: start over
+                have = 0
+            total = r.headers.get("content-length")
+            total_size = int(total) + have if total and total.isdigit() else entry.size
+            with open(part, "ab" if have else "wb") as out:
+                done = have
+                for chunk in r.iter_bytes(1 << 20):
+                    out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total_size)
+
+
+
+def pin_entry(models_file: Path, entry: WeightEntry, path: Path) -> str:
+    """Write `entry` with the sha256 of the file at `path` into an admin registry file; returns the hash."""
+    digest = sha256_file(path)
+    data = yaml.safe_load(models_file.read_text()) if models_file.is_file() else None
+    data = data or []
+    data = [raw for raw in data if raw.get("name") != entry.name]
+    data.append({"name": entry.name, "description": entry.description, "serves": list(entry.serves),
+                 "model_type": entry.model_type, "config": str(entry.config), "urls": list(entry.urls),
+                 "filename": entry.filename, "sha256": digest, **entry.extra})
+    models_file.parent.mkdir(parents=True, exist_ok=True)
+    models_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    return digest
