@@ -62,6 +62,9 @@ def _entries_from(path: Path) -> list[WeightEntry]:
         data = data.get("models") or []
     entries = []
     for raw in data:
+        if raw.get("sha256") is not None and not isinstance(raw.get("sha256"), str):
+            # YAML reads an unquoted all-digit (or digits-e-digits) hash as a number: refuse rather than guess.
+            raise WeightsError(f"{path}: the sha256 of {raw.get('name')!r} must be a quoted string")
         try:
             config = Path(raw["config"])
             if not config.is_absolute():
@@ -185,7 +188,7 @@ class WeightsRegistry:
             total_size = int(total) + have if total and total.isdigit() else entry.size
             with open(part, "ab" if have else "wb") as out:
                 done = have
-                for chunk in r.iter_bytes(1 << 20):
+                for chunk in r.iter_bytes():  # as it arrives: a dropped connection keeps what came
                     out.write(chunk)
                     done += len(chunk)
                     if progress:
