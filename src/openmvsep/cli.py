@@ -224,15 +224,16 @@ def infer(
     batch_size: int = typer.Option(4, help="Chunks per model call"),
     overlap: Optional[int] = typer.Option(None, help="Overlap count (default: the config's inference.num_overlap)"),
     tta: bool = typer.Option(False, help="Average with channel-swapped and polarity-inverted passes"),
+    segment_seconds: float = typer.Option(300.0, help="Long inputs go through in segments this long (bounded memory)"),
 ) -> None:
     """Separate files locally, no server: one float32 WAV per instrument at the model's rate."""
-    import soundfile as sf
     from rich.progress import Progress
 
     from openmvsep.engine import audio
     from openmvsep.engine.checkpoints import CheckpointError
     from openmvsep.engine.config import ConfigError
-    from openmvsep.engine.separator import load_model, separate
+    from openmvsep.engine.longform import separate_file
+    from openmvsep.engine.separator import load_model
     from openmvsep.engine.weights import WeightsError
 
     try:
@@ -255,19 +256,19 @@ def infer(
     output_dir.mkdir(parents=True, exist_ok=True)
     failed = False
     for path in inputs:
-        try:
-            mix, rate = audio.read_audio(path, sample_rate=loaded.sample_rate)
-        except (audio.AudioError, OSError) as e:
-            err.print(f"[red]{path}: {e}[/red]")
-            failed = True
-            continue
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(path.name, total=None)
-            stems = separate(loaded, mix, batch_size=batch_size, precision=precision, num_overlap=overlap, tta=tta,
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
-        for name, data in stems.items():
-            target = output_dir / f"{path.stem}_{name}.wav"
-            sf.write(target, data.T, rate, subtype="FLOAT")
+            try:
+                written = separate_file(
+                    loaded, path, lambda stem, p=path: output_dir / f"{p.stem}_{stem}.wav",
+                    segment_seconds=segment_seconds,
+                    on_segment=lambda done, total: bar.update(task, completed=done, total=total),
+                    batch_size=batch_size, precision=precision, num_overlap=overlap, tta=tta)
+            except (audio.AudioError, OSError) as e:
+                err.print(f"[red]{path}: {e}[/red]")
+                failed = True
+                continue
+        for target in written.values():
             err.print(f"wrote {target}")
     if failed:
         raise typer.Exit(1)
