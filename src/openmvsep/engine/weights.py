@@ -103,8 +103,8 @@ class WeightsRegistry:
         return entry
 
     def serving(self, option: str) -> WeightEntry | None:
-        """The entry serving a catalog option such as '40:4'."""
-        return next((e for e in self.entries.values() if option in e.serves), None)
+        """The entry serving a catalog option such as '40:4'; an admin's entries come before the shipped ones."""
+        return next((e for e in reversed(list(self.entries.values())) if option in e.serves), None)
 
     def select(self, selector: str | None) -> list[WeightEntry]:
         """Entries by name, 'SEP_TYPE' or 'SEP_TYPE:OPTION'; all when no selector."""
