@@ -77,7 +77,7 @@ def load_state_dict(path: str | Path, *, sha256: str | None = None, cache_dir: s
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".part")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(tmp))  # clone: no shared storage
         tmp.replace(cached)
     return tensors
 
