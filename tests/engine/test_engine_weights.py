@@ -120,7 +120,7 @@ def test_builtin_registry_entries_have_configs():
     registry = WeightsRegistry(Path("/nonexistent"))
     assert registry.get("bs_roformer_viperx_1297").sha256
     for entry in registry.entries.values():
-        assert entry.config.is_file(), entry.name
+        assert entry.model_type == "demucs" or entry.config.is_file(), entry.name
 
 
 def _tiny_state(tmp_path: Path):

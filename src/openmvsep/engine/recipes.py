@@ -76,6 +76,19 @@ def vocals_model_recipe(sep_type: int, *, overlap: bool = False) -> Recipe:
                   stems=lambda _o: ["vocals", "instrumental"])
 
 
+def multistem_recipe(sep_type: int, stems: list[str]) -> Recipe:
+    """A model whose stems are the outputs, in the model's own order (demucs: drums, bass, other, vocals)."""
+
+    def run(inputs: dict[str, np.ndarray], rate: int, opts: dict[str, str], runtime: Runtime):
+        out = _separate(runtime, f"{sep_type}:{opts.get('model_type')}", inputs["audiofile"])
+        missing = [s for s in stems if s not in out]
+        if missing:
+            raise ValueError(f"the model gives {sorted(out)}, not {missing}")
+        return {s: out[s] for s in stems}, rate
+
+    return Recipe(sep_type, run, runnable=_model_keys(sep_type), sample_rate=MODEL_RATE, stems=lambda _o: stems)
+
+
 def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Recipe:
     """MVSep's vocal ensembles: the vocals of each member model averaged in the wave domain."""
 
@@ -121,6 +134,7 @@ RECIPES: dict[int, Recipe] = {
     40: vocals_model_recipe(40, overlap=True),
     48: vocals_model_recipe(48, overlap=True),
     25: vocals_model_recipe(25),
+    20: multistem_recipe(20, ["drums", "bass", "other", "vocals"]),
     26: ensemble_recipe(26, {"5": ("mel_band_roformer_kj", "bs_roformer_viperx_1297")}),
 }
 

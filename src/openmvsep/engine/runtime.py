@@ -50,13 +50,15 @@ class Runtime:
 
     def _load(self, entry: WeightEntry) -> LoadedModel:
         from openmvsep.engine.checkpoints import CheckpointError
-        from openmvsep.engine.separator import load_model
+        from openmvsep.engine.separator import load_demucs, load_model
 
         try:
             path = self.registry.path(entry)
             if not path.is_file() and self.auto_download:
                 self.registry.download(entry)
             path = self.registry.require(entry)
+            if entry.model_type == "demucs":  # a whole demucs package: the file carries its own architecture
+                return load_demucs(path, sha256=entry.sha256, device=self.device)
             cache_dir = self.registry.weights_dir / "safetensors-cache"
             return load_model(entry.model_type, load_config(entry.config), path, sha256=entry.sha256,
                               device=self.device, cache_dir=cache_dir)

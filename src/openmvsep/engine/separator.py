@@ -80,6 +80,30 @@ def load_model(model_type: str, config: Config | str | Path, checkpoint: str | P
                        stems=stems, target=target)
 
 
+def load_demucs(path: str | Path, *, sha256: str | None = None, device: str | None = None) -> LoadedModel:
+    """A demucs package (the official `.th`, or demucs' safetensors layout) with its own sources and rate.
+
+    A pickled `.th` is trusted only when its sha256 matches the pin; safetensors need no pin.
+    """
+    from openmvsep.engine.checkpoints import CheckpointError
+    from openmvsep.engine.models.htdemucs import DemucsLoadError, load_demucs_package
+    from openmvsep.engine.weights import sha256_file
+
+    path = Path(path)
+    trusted = bool(sha256) and sha256_file(path) == sha256.lower()
+    try:
+        model = load_demucs_package(path, trusted=trusted)
+    except DemucsLoadError as e:
+        raise CheckpointError(f"{path.name}: {e}") from None
+    sources = list(model.sources)
+    config = Config.wrap({"training": {"instruments": sources, "samplerate": int(model.samplerate),
+                                       "channels": int(model.audio_channels)},
+                          "audio": {"sample_rate": int(model.samplerate)}, "inference": {"overlap": 0.25}})
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    return LoadedModel(model_type="htdemucs", config=config, model=model, device=dev, stems=sources)
+
+
 def _forward(loaded: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
     """The model call for a batch of chunks, selecting the target head when the model can run it alone."""
     model = loaded.model

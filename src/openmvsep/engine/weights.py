@@ -66,8 +66,8 @@ def _entries_from(path: Path) -> list[WeightEntry]:
             # YAML reads an unquoted all-digit (or digits-e-digits) hash as a number: refuse rather than guess.
             raise WeightsError(f"{path}: the sha256 of {raw.get('name')!r} must be a quoted string")
         try:
-            config = Path(raw["config"])
-            if not config.is_absolute():
+            config = Path(raw.get("config") or "")  # demucs packages carry their own architecture
+            if raw.get("config") and not config.is_absolute():
                 config = path.parent / config
             urls = raw.get("urls") or ([raw["url"]] if raw.get("url") else [])
             entries.append(WeightEntry(
