@@ -11,6 +11,8 @@ import pytest
 import soundfile as sf
 
 from conftest import wav_bytes
+from openmvsep.engine.runtime import Runtime
+from openmvsep.engine.separator import separate
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "engine" / "bs_roformer"
 pytest.importorskip("openmvsep.engine.models.roformer")
@@ -94,3 +96,28 @@ def test_unavailable_options_say_what_to_install(h):
     assert r["status"] == 400 and "No public checkpoint" in r["message"]
     r = h.create(token, mix, sep_type="25", add_opt1="4")
     assert r["status"] == 400 and "openmvsep models download mdx23c_vocals_msst" in r["message"]
+
+
+def test_ensemble_averages_its_members(make_harness, tmp_path):
+    """sep_type 26 option 5 (Mel + BS RoFormer): the admin's entries take the shipped names."""
+    data = tmp_path / "h0" / "data"
+    mel = FIXTURE.parent / "mel_band_roformer"
+    install(data, f"""
+- {{name: bs_roformer_viperx_1297, serves: ["40:4"], model_type: bs_roformer, config: {FIXTURE / 'config.yaml'},
+   filename: bs.safetensors}}
+- {{name: mel_band_roformer_kj, serves: ["48:0"], model_type: mel_band_roformer, config: {mel / 'config.yaml'},
+   filename: mel.safetensors}}
+""", {"bs.safetensors": FIXTURE / "weights.safetensors", "mel.safetensors": mel / "weights.safetensors"})
+    h = make_harness()
+    token = h.user(credits=100, premium=True)
+    mix = (0.2 * np.random.default_rng(5).standard_normal((2, 44100))).astype(np.float32)
+    created = h.create(token, wav_bytes(mix, subtype="FLOAT"), sep_type="26", add_opt1="0", add_opt2="5")
+    assert created["success"] is True, created
+    h.run_all()
+    files = {f["type"]: f for f in h.get(created["data"]["hash"])["data"]["files"]}
+    vocals, _ = sf.read(io.BytesIO(h.client.get(files["Vocals"]["url"].removeprefix("http://testserver")).content),
+                        dtype="float32", always_2d=True)
+    runtime = Runtime.for_data_dir(data, device="cpu")
+    parts = [separate(runtime.load(runtime.registry.get(n)), mix, residual=False)["vocals"]
+             for n in ("mel_band_roformer_kj", "bs_roformer_viperx_1297")]
+    np.testing.assert_allclose(vocals.T, (parts[0] + parts[1]) / 2, atol=1e-5)

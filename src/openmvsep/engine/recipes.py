@@ -51,10 +51,11 @@ def _matchering(inputs: dict[str, np.ndarray], rate: int, _opts: dict[str, str],
     return match_master(inputs["target_audiofile"], rate, inputs["reference_audiofile"], rate)
 
 
-def _separate(runtime: Runtime, option: str, mix: np.ndarray, num_overlap: int | None = None) -> Stems:
+def _separate(runtime: Runtime, model: str, mix: np.ndarray, num_overlap: int | None = None) -> Stems:
+    """The model's own stems; `model` is a catalog option ('40:4') or a registry entry name."""
     from openmvsep.engine.separator import separate
 
-    loaded = runtime.model_for(option)
+    loaded = runtime.model_for(model) if ":" in model else runtime.load(runtime.registry.get(model))
     return separate(loaded, mix, batch_size=runtime.batch_size, precision=runtime.precision,
                     num_overlap=num_overlap, residual=False)
 
@@ -97,7 +98,7 @@ def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Re
 
         mix = inputs["audiofile"]
         names = members[opts["model_type"]]
-        vocals = ensemble([_separate_entry(runtime, name, mix)["vocals"] for name in names], "avg_wave")
+        vocals = ensemble([_separate(runtime, name, mix)["vocals"] for name in names], "avg_wave")
         return {"vocals": vocals, "instrumental": mix - vocals}, rate
 
     def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
@@ -107,13 +108,6 @@ def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Re
         return {"add_opt2": ok}
 
     return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE, stems=lambda _o: ["vocals", "instrumental"])
-
-
-def _separate_entry(runtime: Runtime, name: str, mix: np.ndarray) -> Stems:
-    from openmvsep.engine.separator import separate
-
-    loaded = runtime.load(runtime.registry.get(name))
-    return separate(loaded, mix, batch_size=runtime.batch_size, precision=runtime.precision, residual=False)
 
 
 def _model_keys(sep_type: int) -> Callable[[Runtime], Mapping[str, Collection[str]]]:
