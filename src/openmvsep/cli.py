@@ -224,6 +224,7 @@ def infer(
     batch_size: int = typer.Option(4, help="Chunks per model call"),
     overlap: Optional[int] = typer.Option(None, help="Overlap count (default: the config's inference.num_overlap)"),
     tta: bool = typer.Option(False, help="Average with channel-swapped and polarity-inverted passes"),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model (pays off on long inputs)"),
     segment_seconds: float = typer.Option(300.0, help="Long inputs go through in segments this long (bounded memory)"),
 ) -> None:
     """Separate files locally, no server: one float32 WAV per instrument at the model's rate."""
@@ -248,7 +249,7 @@ def infer(
                                                       sha256 or entry.sha256)
         if not (model_type and config and checkpoint):
             raise typer.BadParameter("give --model-type, --config and --checkpoint, or --sep-type")
-        loaded = load_model(model_type, config, checkpoint, sha256=sha256, device=device,
+        loaded = load_model(model_type, config, checkpoint, sha256=sha256, device=device, compile=compile_model,
                             cache_dir=Settings().data_dir / "weights" / "safetensors-cache")
     except (WeightsError, CheckpointError, ConfigError, OSError) as e:
         err.print(f"[red]{e}[/red]")

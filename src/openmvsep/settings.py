@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     precision: str = "fp32"  # fp32 | fp16 | bf16 for model runs
     batch_size: int = 4  # chunks per model call
     auto_download: bool = False  # fetch registered weights on first use
+    compile_models: bool = False  # torch.compile each model when a worker loads it
 
     @cached_property
     def storage_dir(self) -> Path:

@@ -27,6 +27,7 @@ class Runtime:
     precision: str = "fp32"
     batch_size: int = 4
     auto_download: bool = False
+    compile: bool = False  # torch.compile models as they load
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, **kwargs) -> "Runtime":  # noqa: ANN003
@@ -61,6 +62,6 @@ class Runtime:
                 return load_demucs(path, sha256=entry.sha256, device=self.device)
             cache_dir = self.registry.weights_dir / "safetensors-cache"
             return load_model(entry.model_type, load_config(entry.config), path, sha256=entry.sha256,
-                              device=self.device, cache_dir=cache_dir)
+                              device=self.device, cache_dir=cache_dir, compile=self.compile)
         except (WeightsError, CheckpointError, ConfigError, OSError) as e:
             raise ModelUnavailable(f"the model {entry.name} cannot be loaded: {e}") from e

@@ -58,7 +58,13 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def load_model(model_type: str, config: Config | str | Path, checkpoint: str | Path | dict | None = None, *,
-               sha256: str | None = None, device: str | None = None, cache_dir: str | Path | None = None) -> LoadedModel:
+               sha256: str | None = None, device: str | None = None, cache_dir: str | Path | None = None,
+               compile: bool | str = False) -> LoadedModel:  # noqa: A002 - torch's word
+    """A model with its weights on its device.
+
+    `compile` wraps it in torch.compile (slow first call, faster after); a string names the backend
+    (default: inductor).
+    """
     if not isinstance(config, Config):
         config = load_config(config)
     training = config.get("training")
@@ -76,6 +82,9 @@ def load_model(model_type: str, config: Config | str | Path, checkpoint: str | P
     if target and target not in instruments:
         raise ConfigError(f"training.target_instrument {target!r} is not one of training.instruments {instruments}")
     stems = [target] if target else instruments
+    if compile:
+        # attribute lookups (mask_estimators) pass through the wrapper to the module
+        model = torch.compile(model, backend=compile if isinstance(compile, str) else "inductor")
     return LoadedModel(model_type=training.get("model_type") or model_type, config=config, model=model, device=dev,
                        stems=stems, target=target)
 

@@ -36,7 +36,8 @@ def engine_runtime(settings: Settings) -> Runtime:
     """The engine as this server's settings configure it (weights under <data dir>/weights)."""
     return Runtime.for_data_dir(settings.data_dir, cache=ModelCache(settings.models_kept_loaded),
                                 device=settings.device, precision=settings.precision,
-                                batch_size=settings.batch_size, auto_download=settings.auto_download)
+                                batch_size=settings.batch_size, auto_download=settings.auto_download,
+                                compile=settings.compile_models)
 
 
 class JobFailure(Exception):
