@@ -8,6 +8,7 @@ For each family the public config (full size) gets random weights (seeded); our 
 `demix` (msst 0.1.0, run by the oracle venv's python: scripts/oracle-env.sh) separate the same stereo input
 of `--seconds`. Each run is a fresh process after one warm-up pass; printed: our seconds, the reference's,
 their ratio, both peaks (GPU memory on CUDA, resident memory on CPU), and the SNR between the two outputs.
+HTDemucs is compared with demucs' own `apply_model` (shifts=0), the reference its equality tests use.
 The reference runs at its config's batch size with fp16 autocast on CUDA (its defaults); ours at the given
 batch size and precision.
 
@@ -43,6 +44,10 @@ RATE = 44100
 
 
 def peak_rss_mb() -> float:
+    """This process's resident high-water mark. Not ru_maxrss: Linux carries the parent's peak across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -78,8 +83,42 @@ def run_ours(args: argparse.Namespace) -> dict:
     return {"seconds": seconds, "peak_mb": peak}
 
 
+def run_demucs_reference(args: argparse.Namespace) -> dict:
+    """HTDemucs' reference is demucs' own `apply_model` (shifts=0), in this venv: msst's htdemucs needs a
+    torchaudio that no wheel provides for this torch, and its demucs mode differs from demucs by design."""
+    import torch
+    from demucs.apply import apply_model
+    from safetensors.torch import load_file
+
+    from openmvsep.engine.config import load_config
+    from openmvsep.engine.models import build_model
+    from openmvsep.engine.separator import resolve_device
+
+    model = build_model("htdemucs", load_config(FAMILIES["htdemucs"]))
+    model.load_state_dict(load_file(args.weights))
+    device = resolve_device(args.device)
+    model = model.to(device).eval()
+    mix = torch.from_numpy(np.load(args.input))[None].to(device)
+    with torch.no_grad():
+        apply_model(model, mix[..., : RATE * 2], shifts=0, split=True, overlap=0.25, device=device)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        out = apply_model(model, mix, shifts=0, split=True, overlap=0.25, device=device)[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
+    order = sorted(range(len(model.sources)), key=lambda i: model.sources[i])
+    np.save(args.output, out[order].cpu().numpy())
+    return {"seconds": seconds, "peak_mb": peak}
+
+
 def run_reference(args: argparse.Namespace) -> dict:
     """Runs under the oracle venv: msst's model class, config loader and demix."""
+    if args.family == "htdemucs":
+        return run_demucs_reference(args)
     import torch
     from msst.utils.model_utils import demix
     from msst.utils.settings import get_model_from_config
@@ -91,12 +130,20 @@ def run_reference(args: argparse.Namespace) -> dict:
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model = model.to(device).eval()
     mix = np.load(args.input)
+    normalize = bool(getattr(config.inference, "normalize", False)) if hasattr(config, "inference") else False
+    if normalize:  # what the reference's inference script does around demix when the config asks
+        from msst.utils.audio_utils import denormalize_audio, normalize_audio
     demix(config, model, mix[:, : RATE * 2], device, model_type)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    out = demix(config, model, mix, device, model_type)
+    if normalize:
+        normalized, params = normalize_audio(mix)
+        out = demix(config, model, normalized, device, model_type)
+        out = {k: denormalize_audio(v, params) for k, v in out.items()}
+    else:
+        out = demix(config, model, mix, device, model_type)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -195,7 +242,8 @@ def main() -> None:
         for family in families:
             make_weights(family, work / f"{family}.safetensors")
             ours = measure(sys.executable, "ours", family, work, args)
-            ref = measure(args.oracle, "reference", family, work, args) if has_oracle else None
+            reference_python = sys.executable if family == "htdemucs" else args.oracle
+            ref = measure(reference_python, "reference", family, work, args) if has_oracle else None
             if ours is None:
                 continue
             line = f"{family:18} {ours['seconds']:8.2f} "

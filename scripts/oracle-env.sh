@@ -11,6 +11,5 @@ python3 -m venv .oracle
 .oracle/bin/pip install -q torch==2.13.0
 .oracle/bin/pip install -q --no-deps msst==0.1.0 demucs==4.1.0
 .oracle/bin/pip install -q PyYAML librosa matplotlib ml-collections "numpy>=1.23" omegaconf soundfile tqdm \
-  beartype einops packaging rotary-embedding-torch PoPE-pytorch julius lameenc safetensors sphn huggingface-hub \
-  openunmix
+  beartype einops packaging rotary-embedding-torch PoPE-pytorch julius lameenc safetensors sphn huggingface-hub
 .oracle/bin/python -c "import msst, demucs; print('oracle ready: msst', msst.__version__ if hasattr(msst, '__version__') else '0.1.0')"
