@@ -364,5 +364,5 @@ def test_invalid_mel_configs_and_sections_raise_config_error() -> None:
     with pytest.raises(ConfigError, match="depth"):
         mel_band_roformer_from_config({"model": {"dim": 8}})
     model = _build(*GOLDEN["mel_stereo_skip"][:2])
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ValueError, match="inference engine"):
         model(_audio(2), target=_audio(2))

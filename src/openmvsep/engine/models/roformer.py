@@ -21,6 +21,8 @@ listed mask heads (in that order). Output is always float32.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -485,7 +487,7 @@ def _bool(name: str, value: Any) -> bool:
     raise ConfigError(f"model.{name} must be true or false, got {value!r}")
 
 
-class _Roformer(nn.Module):
+class _Roformer(nn.Module, ABC):
     """What both models share: STFT, band split, axial transformer trunk, masks, iSTFT."""
 
     _mel = False
@@ -577,11 +579,11 @@ class _Roformer(nn.Module):
         self.register_buffer("_mask_target", torch.from_numpy(layout.slot_source), persistent=False)
 
     # Subclasses: the band layout, and the iSTFT length rule.
-    def _band_layout(self) -> _BandLayout:
-        raise NotImplementedError
+    @abstractmethod
+    def _band_layout(self) -> _BandLayout: ...
 
-    def _istft_length(self, samples: int) -> int | None:
-        raise NotImplementedError
+    @abstractmethod
+    def _istft_length(self, samples: int) -> int | None: ...
 
     def _average_masks(self, masks: Tensor) -> Tensor:
         return masks
@@ -598,7 +600,7 @@ class _Roformer(nn.Module):
         return_loss_breakdown: bool = False,
     ) -> Tensor:
         if target is not None or return_loss_breakdown:
-            raise NotImplementedError("training losses are not implemented; call the model with audio only")
+            raise ValueError("this is an inference engine: call the model with audio only (no training target)")
         if raw_audio.ndim == 2:
             raw_audio = raw_audio.unsqueeze(1)
         if raw_audio.ndim != 3 or raw_audio.shape[1] != self.audio_channels:
