@@ -213,7 +213,7 @@ class Algorithm:
 
 
 def php_pretty_json(options: Mapping[str, str]) -> str:
-    """Encode an options map the way the MVSep dump stores it (PHP JSON_PRETTY_PRINT: 4 spaces, \\uXXXX, \\/)."""
+    """Encode an options map the way the MVSep dump stores it (PHP JSON_PRETTY_PRINT: 4 spaces, \\u escapes, escaped slashes)."""
     if not options:
         return "{}"
     # "/" only occurs inside JSON strings, so escaping it on the encoded text is safe.

@@ -1,5 +1,4 @@
 from alembic import context
-from sqlalchemy import pool
 
 from openmvsep.store.db import make_engine
 from openmvsep.store.models import Base
