@@ -29,7 +29,6 @@ from openmvsep.store.files import LocalStorage
 from openmvsep.store.models import Job, WorkItem
 
 log = logging.getLogger("openmvsep.worker")
-MERGE_BLOCK_FRAMES = 1 << 18
 
 
 def engine_runtime(settings: Settings) -> Runtime:
@@ -190,7 +189,8 @@ class Worker:
             chunks = s.query(WorkItem).filter(WorkItem.job_id == job.id, WorkItem.kind == "chunk").order_by(
                 WorkItem.index).all()
         stems = RECIPES[job.sep_type].stems(dict(job.options))
-        def pieces(stem: str):  # noqa: ANN202
+
+        def pieces(stem: str):  # noqa: ANN202 - one chunk file at a time: memory holds a single chunk
             for c in chunks:
                 data, _ = sf.read(self.storage.path(self._chunk_key(job, c.index, stem)), dtype="float32",
                                   always_2d=True)
