@@ -36,16 +36,6 @@ class Config(dict):
             return [cls.wrap(v) for v in value]
         return value
 
-    def plain(self) -> dict:
-        """Back to plain dicts and lists (for YAML or JSON)."""
-        def unwrap(v: Any) -> Any:
-            if isinstance(v, dict):
-                return {k: unwrap(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple)):
-                return [unwrap(x) for x in v]
-            return v
-        return unwrap(self)
-
 
 class _ConfigLoader(yaml.SafeLoader):
     """SafeLoader plus the one Python tag the public configs use."""

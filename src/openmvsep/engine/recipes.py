@@ -103,8 +103,7 @@ def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Re
 
     def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
         ok = [key for key, names in members.items()
-              if all(runtime.registry.entries.get(n) and (runtime.registry.is_present(runtime.registry.entries[n])
-                                                          or runtime.auto_download) for n in names)]
+              if all(runtime.can_load(runtime.registry.entries.get(n)) for n in names)]
         return {"add_opt2": ok}
 
     return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE, stems=lambda _o: ["vocals", "instrumental"])

@@ -33,9 +33,12 @@ class Runtime:
     def for_data_dir(cls, data_dir: Path, **kwargs) -> "Runtime":  # noqa: ANN003
         return cls(WeightsRegistry.for_data_dir(data_dir), **kwargs)
 
-    def can_serve(self, option: str) -> bool:
-        entry = self.registry.serving(option)
+    def can_load(self, entry: WeightEntry | None) -> bool:
+        """Its weights are here, or will be fetched on first use."""
         return entry is not None and (self.registry.is_present(entry) or (self.auto_download and bool(entry.urls)))
+
+    def can_serve(self, option: str) -> bool:
+        return self.can_load(self.registry.serving(option))
 
     def runnable_keys(self, sep_type: int, candidates: list[str]) -> list[str]:
         return [key for key in candidates if self.can_serve(f"{sep_type}:{key}")]

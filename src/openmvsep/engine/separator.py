@@ -46,10 +46,6 @@ class LoadedModel:
             return 1
         return 2
 
-    @property
-    def output_names(self) -> list[str]:
-        return self.stems + ([RESIDUAL] if self.target else [])
-
 
 def resolve_device(device: str | None) -> torch.device:
     if device in (None, "", "auto"):

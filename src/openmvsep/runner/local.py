@@ -124,6 +124,3 @@ class LocalExecutor:
                                 worker_prefix=f"{worker_name_prefix()}{self.boot}:")
         self.db.dispose()
 
-    def pids(self) -> dict[str, int | None]:
-        return {name: proc.pid for name, proc in self.procs.items()}
-

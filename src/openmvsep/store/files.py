@@ -34,9 +34,6 @@ class LocalStorage:
         except StorageKeyError:
             return False
 
-    def size(self, key: str) -> int:
-        return self.path(key).stat().st_size
-
     def scratch_dir(self) -> Path:
         """A private folder on the same filesystem as the store, for files that will be put()."""
         d = self.root / ".scratch"
