@@ -8,12 +8,16 @@ becomes runnable as soon as its weights are present.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from openmvsep.engine.runtime import Runtime
+from openmvsep.engine.runtime import ModelUnavailable, Runtime
+
+if TYPE_CHECKING:  # torch is imported only where models run, not by the API process
+    from openmvsep.engine.separator import LoadedModel
 
 Stems = dict[str, np.ndarray]
 # (inputs by role as (channels, frames) float32, their common sample rate, chosen options, runtime) -> (stems, rate)
@@ -51,43 +55,127 @@ def _matchering(inputs: dict[str, np.ndarray], rate: int, _opts: dict[str, str],
     return match_master(inputs["target_audiofile"], rate, inputs["reference_audiofile"], rate)
 
 
-def _separate(runtime: Runtime, model: str, mix: np.ndarray, num_overlap: int | None = None) -> Stems:
-    """The model's own stems; `model` is a catalog option ('40:4') or a registry entry name."""
+def _load(runtime: Runtime, model: str) -> LoadedModel:
+    """`model` is a catalog option ('40:4') or a registry entry name."""
+    return runtime.model_for(model) if ":" in model else runtime.load(runtime.registry.get(model))
+
+
+def _separate(runtime: Runtime, loaded: LoadedModel, mix: np.ndarray, num_overlap: int | None = None) -> Stems:
+    """The model's own stems."""
     from openmvsep.engine.separator import separate
 
-    loaded = runtime.model_for(model) if ":" in model else runtime.load(runtime.registry.get(model))
     return separate(loaded, mix, batch_size=runtime.batch_size, precision=runtime.precision,
                     num_overlap=num_overlap, residual=False)
 
 
+def _stem(runtime: Runtime, model: str, mix: np.ndarray, keep: str | None = None,
+          num_overlap: int | None = None) -> np.ndarray:
+    """One stem of a model: `keep`, or else the model's training target (its first stem when it has none)."""
+    loaded = _load(runtime, model)
+    stems = _separate(runtime, loaded, mix, num_overlap)
+    name = keep or loaded.target or loaded.stems[0]
+    if name not in stems:
+        raise ValueError(f"the model gives {sorted(stems)}, not {name!r}")
+    return stems[name]
+
+
+def _all_loadable(runtime: Runtime, names: Iterable[str]) -> bool:
+    return all(runtime.can_load(runtime.registry.entries.get(n)) for n in names)
+
+
 OVERLAPS = {"2": 2, "8": 8}  # MVSep's overlap option keys: 50 % and 87.5 %
+# Public vocal models that can extract vocals for another model, best Multisong vocals SDR first
+# (ENGINES.md §a: Kim's Mel-RoFormer 10.98, viperx BS-RoFormer 10.87, MDX23C 10.17).
+VOCAL_EXTRACTORS = ("48:0", "40:4", "25:4")
 
 
-def vocals_model_recipe(sep_type: int, *, overlap: bool = False) -> Recipe:
-    """A model that gives vocals; the instrumental is the mix minus the vocals (MVSep's two outputs)."""
+@dataclass(frozen=True)
+class ExtractFirst:
+    """An option that first splits the mix into vocals and the rest with a vocal model ('Extract vocals first');
+    the recipe's model then runs on one of the two. MVSep also returns both sides and the mix rebuilt with the
+    processed side (e.g. the de-reverbed vocals plus the instrumental)."""
+
+    field_name: str  # the catalog field (add_optN) holding the choice
+    server_key: str  # the same field's key in a job's options
+    key: str  # the option key that asks for the extraction
+    plain: tuple[str, ...]  # the field's other keys (run on the mix as it is)
+    extractors: tuple[str, ...] = VOCAL_EXTRACTORS  # catalog options that extract the vocals, preferred first
+    on_rest: bool = False  # run on what is left (the instrumental) rather than on the vocals
+    names: tuple[str, str, str] = ("vocals", "instrum", "restored")  # the vocals, the rest, the rebuilt mix
+
+    def wanted(self, opts: dict[str, str]) -> bool:
+        return opts.get(self.server_key) == self.key
+
+    def extractor(self, runtime: Runtime) -> str | None:
+        return next((option for option in self.extractors if runtime.can_serve(option)), None)
+
+    def split(self, runtime: Runtime, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray, Stems]:
+        """(what the recipe's model runs on, the other side, both sides under MVSep's names)."""
+        extractor = self.extractor(runtime)
+        if extractor is None:
+            raise ModelUnavailable("no vocal model is installed to extract the vocals first")
+        vocals = _stem(runtime, extractor, mix, "vocals")
+        rest = mix - vocals
+        source, other = (rest, vocals) if self.on_rest else (vocals, rest)
+        return source, other, {self.names[0]: vocals, self.names[1]: rest}
+
+
+def two_stem_recipe(sep_type: int, names: tuple[str, str], *, keep: str | None = None, overlap: bool = False,
+                    extract_first: ExtractFirst | None = None) -> Recipe:
+    """MVSep's "target and the rest": one stem of the chosen model (`keep`, default the model's target) and the
+    input minus that stem, named `names`."""
+
+    def extracting(opts: dict[str, str]) -> bool:
+        return extract_first is not None and extract_first.wanted(opts)
 
     def run(inputs: dict[str, np.ndarray], rate: int, opts: dict[str, str], runtime: Runtime):
         mix = inputs["audiofile"]
-        stems = _separate(runtime, f"{sep_type}:{opts.get('model_type')}", mix,
-                          OVERLAPS.get(opts.get("overlap", "")) if overlap else None)
-        vocals = stems["vocals"]
-        return {"vocals": vocals, "instrumental": mix - vocals}, rate
+        source, untouched, sides = extract_first.split(runtime, mix) if extracting(opts) else (mix, None, {})
+        target = _stem(runtime, f"{sep_type}:{opts.get('model_type')}", source, keep,
+                       OVERLAPS.get(opts.get("overlap", "")) if overlap else None)
+        out = {names[0]: target, names[1]: source - target, **sides}
+        if extract_first and untouched is not None:
+            out[extract_first.names[2]] = target + untouched
+        return out, rate
 
-    return Recipe(sep_type, run, runnable=_model_keys(sep_type), sample_rate=MODEL_RATE,
-                  stems=lambda _o: ["vocals", "instrumental"])
+    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
+        spec = dict(_model_keys(sep_type)(runtime))
+        if extract_first:
+            can_extract = extract_first.extractor(runtime) is not None
+            spec[extract_first.field_name] = [*extract_first.plain, *([extract_first.key] if can_extract else [])]
+        return spec
+
+    return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE,
+                  stems=lambda opts: [*names, *(extract_first.names if extracting(opts) else ())])
 
 
-def multistem_recipe(sep_type: int, stems: list[str]) -> Recipe:
-    """A model whose stems are the outputs, in the model's own order (demucs: drums, bass, other, vocals)."""
+def multistem_recipe(sep_type: int, stems: Mapping[str, Sequence[str]],
+                     specialists: Mapping[str, Mapping[str, str]] | None = None) -> Recipe:
+    """A model whose stems are the outputs, in the model's own order (demucs: drums, bass, other, vocals).
+
+    `stems`: option key -> the stems it gives. `specialists`: option key -> stem -> registry entry, for options whose
+    every stem comes from its own model (demucs' htdemucs_ft bag: one-hot weights take each stem from one member).
+    """
+    specialists = specialists or {}
 
     def run(inputs: dict[str, np.ndarray], rate: int, opts: dict[str, str], runtime: Runtime):
-        out = _separate(runtime, f"{sep_type}:{opts.get('model_type')}", inputs["audiofile"])
-        missing = [s for s in stems if s not in out]
+        mix, key = inputs["audiofile"], opts.get("model_type", "")
+        wanted = stems[key]
+        if key in specialists:
+            return {s: _stem(runtime, specialists[key][s], mix, s) for s in wanted}, rate
+        out = _separate(runtime, _load(runtime, f"{sep_type}:{key}"), mix)
+        missing = [s for s in wanted if s not in out]
         if missing:
             raise ValueError(f"the model gives {sorted(out)}, not {missing}")
-        return {s: out[s] for s in stems}, rate
+        return {s: out[s] for s in wanted}, rate
 
-    return Recipe(sep_type, run, runnable=_model_keys(sep_type), sample_rate=MODEL_RATE, stems=lambda _o: stems)
+    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
+        served = _model_keys(sep_type)(runtime)["add_opt1"]
+        bags = [key for key, members in specialists.items() if _all_loadable(runtime, members.values())]
+        return {"add_opt1": [key for key in stems if key in served or key in bags]}
+
+    return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE,
+                  stems=lambda opts: list(stems.get(opts.get("model_type", ""), ())))
 
 
 def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Recipe:
@@ -97,14 +185,12 @@ def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Re
         from openmvsep.engine.ensemble import ensemble
 
         mix = inputs["audiofile"]
-        names = members[opts["model_type"]]
-        vocals = ensemble([_separate(runtime, name, mix)["vocals"] for name in names], "avg_wave")
+        vocals = ensemble([_stem(runtime, name, mix, "vocals") for name in members[opts["model_type"]]], "avg_wave")
         return {"vocals": vocals, "instrumental": mix - vocals}, rate
 
     def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
-        ok = [key for key, names in members.items()
-              if all(runtime.can_load(runtime.registry.entries.get(n)) for n in names)]
-        return {"add_opt2": ok}
+        # add_opt1 "1" asks for each member's vocals and max/min_fft too, which MVSep does not name: not offered.
+        return {"add_opt1": ["0"], "add_opt2": [key for key, names in members.items() if _all_loadable(runtime, names)]}
 
     return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE, stems=lambda _o: ["vocals", "instrumental"])
 
@@ -118,17 +204,28 @@ def _model_keys(sep_type: int) -> Callable[[Runtime], Mapping[str, Collection[st
     return runnable
 
 
+VOCALS = ("vocals", "instrumental")
+DEMUCS_4 = ("drums", "bass", "other", "vocals")
+HTDEMUCS_FT = {stem: f"htdemucs_ft_{stem}" for stem in DEMUCS_4}  # registry entries of the bag's four members
+
 RECIPES: dict[int, Recipe] = {
     55: Recipe(55, _phantom_centre, runnable={"add_opt1": [DSP_CENTRE_KEY]}, stems=lambda _o: ["center", "wide"]),
     68: Recipe(
         68, _matchering, inputs=("target_audiofile", "reference_audiofile"), chunkable=False, sample_rate=44100,
         stems=lambda _o: ["result"],
     ),
-    40: vocals_model_recipe(40, overlap=True),
-    48: vocals_model_recipe(48, overlap=True),
-    25: vocals_model_recipe(25),
-    20: multistem_recipe(20, ["drums", "bass", "other", "vocals"]),
-    26: ensemble_recipe(26, {"5": ("mel_band_roformer_kj", "bs_roformer_viperx_1297")}),
+    40: two_stem_recipe(40, VOCALS, keep="vocals", overlap=True),
+    48: two_stem_recipe(48, VOCALS, keep="vocals", overlap=True),
+    25: two_stem_recipe(25, VOCALS, keep="vocals"),
+    46: two_stem_recipe(46, VOCALS, keep="vocals"),  # a 4-stem SCNet gives its vocals; the rest is the mix minus them
+    34: two_stem_recipe(34, ("crowd", "other")),
+    47: two_stem_recipe(47, ("dry", "other")),
+    22: two_stem_recipe(22, ("noreverb", "reverb"),
+                        extract_first=ExtractFirst("add_opt2", "extract_type", key="0", plain=("1",))),
+    20: multistem_recipe(20, {"0": DEMUCS_4, "1": DEMUCS_4, "2": (*DEMUCS_4, "guitar", "piano")},
+                         specialists={"0": HTDEMUCS_FT}),
+    26: ensemble_recipe(26, {"3": ("mdx23c_vocals_msst", "bs_roformer_viperx_1297"),
+                             "5": ("mel_band_roformer_kj", "bs_roformer_viperx_1297")}),
 }
 
 
@@ -141,7 +238,7 @@ def runnable_map(runtime: Runtime | None = None) -> dict[int, Mapping[str, Colle
             if runtime is None:
                 continue
             spec = spec(runtime)
-            if not spec or not any(spec.values()):
+            if not spec or not all(spec.values()):  # a field with no runnable key: nothing of it runs
                 continue
         out[sep_type] = spec
     return out
