@@ -21,7 +21,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:  # noqa: ANN003
     base = dict(data_dir=tmp_path / "data", public_url="http://testserver", workers=0, rate_limit_per_minute=0,
-                janitor_interval_seconds=3600)
+                janitor_interval_seconds=3600, qc_default_dataset_tracks=0)
     base.update(overrides)
     return Settings(**base)
 

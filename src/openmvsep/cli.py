@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from openmvsep.cli_quality import qc_app
 from openmvsep.settings import Settings
 
 app = typer.Typer(help="openmvsep: a self-hosted music source separation server that speaks the MVSep API.",
@@ -21,6 +22,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(news_app, name="news")
 models_app = typer.Typer(help="Model weights: the registry and the local cache.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(qc_app, name="qc")
 
 err = Console(stderr=True)
 

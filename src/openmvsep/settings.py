@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     auto_download: bool = False  # fetch registered weights on first use
     compile_models: bool = False  # torch.compile each model when a worker loads it
 
+    # Quality Checker.
+    qc_max_upload_bytes: int = 8 * 1024**3  # a 100-track, 5-stem WAV submission is about 5 GB
+    qc_max_unpacked_bytes: int = 16 * 1024**3  # what a submission's scored files may expand to (zip bombs)
+    qc_max_zip_members: int = 10_000
+    qc_secondary_metrics: bool = True  # SI-SDR, L1-freq, log-WMSE, AURA, bleedless/fullness, framewise SDR
+    qc_threads: int = 2  # threads reading and scoring files for the leaderboard SDR
+    qc_queue_page_limit: int = 20
+    qc_leaderboard_page_limit: int = 100
+    qc_default_dataset_tracks: int = 8  # a synthetic dataset made at first start when none is registered; 0: none
+    qc_default_dataset_seconds: float = 10.0
+
     @cached_property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"

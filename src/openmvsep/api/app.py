@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from openmvsep.api import separation, site, storage
+from openmvsep.api import quality, separation, site, storage
 from openmvsep.api.context import AppContext
 from openmvsep.api.limits import BodyLimit, RateLimit
 from openmvsep.api.responses import error, ok, validation_error
@@ -19,6 +19,7 @@ from openmvsep.runner.worker import engine_runtime
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.errors import ServiceError, ValidationFailed
 from openmvsep.service.jobs import JobService
+from openmvsep.service.quality import QualityService, ensure_default_dataset
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import LocalStorage
@@ -35,7 +36,10 @@ def build_context(settings: Settings, executor: Executor | None = None) -> AppCo
     catalog = Catalog.load(runnable_map(runtime))
     executor = executor or make_executor(settings)
     jobs = JobService(db, storage_, settings, catalog, notify=executor.notify, registry=runtime.registry)
-    return AppContext(settings=settings, db=db, storage=storage_, catalog=catalog, jobs=jobs, executor=executor)
+    quality_ = QualityService(db, storage_, settings, notify=executor.notify)
+    ensure_default_dataset(quality_)
+    return AppContext(settings=settings, db=db, storage=storage_, catalog=catalog, jobs=jobs, quality=quality_,
+                      executor=executor)
 
 
 def create_app(settings: Settings | None = None, *, executor: Executor | None = None) -> FastAPI:
@@ -57,6 +61,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     app.add_route("/api/separation/get", separation.get, methods=["GET"])
     app.include_router(separation.router)
     app.include_router(site.router)
+    app.include_router(quality.router)
     app.include_router(storage.router)
 
     @app.get("/health")
@@ -87,6 +92,7 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
         log.exception("unhandled error")
         return error("Internal server error", 500)
 
-    app.add_middleware(BodyLimit, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, upload_limits={"/api/separation/create": settings.max_upload_bytes,
+                                                 "/api/quality_checker/add": settings.qc_max_upload_bytes})
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     return app

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from openmvsep.runner.executor import Executor
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
+from openmvsep.service.quality import QualityService
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import LocalStorage
@@ -21,6 +22,7 @@ class AppContext:
     storage: LocalStorage
     catalog: Catalog
     jobs: JobService
+    quality: QualityService
     executor: Executor
 
 

@@ -8,7 +8,6 @@ import time
 from openmvsep.api.responses import error
 from openmvsep.service.errors import ServiceError
 
-UPLOAD_PATHS = ("/api/separation/create", "/api/quality_checker/add")
 SMALL_BODY_BYTES = 1024 * 1024  # any other route takes a form of a few fields
 
 
@@ -19,14 +18,14 @@ class BodyTooLarge(ServiceError):
 class BodyLimit:
     """Refuses a body larger than the route allows, by Content-Length up front or by counting as it arrives."""
 
-    def __init__(self, app, max_upload_bytes: int):  # noqa: ANN001
+    def __init__(self, app, upload_limits: dict[str, int]):  # noqa: ANN001
         self.app = app
-        self.max_upload = max_upload_bytes
+        self.upload_limits = upload_limits  # path -> bytes, for the routes that take files
 
     async def __call__(self, scope, receive, send):  # noqa: ANN001
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
-        limit = self.max_upload if scope["path"].rstrip("/") in UPLOAD_PATHS else SMALL_BODY_BYTES
+        limit = self.upload_limits.get(scope["path"].rstrip("/"), SMALL_BODY_BYTES)
         message = f"The request is too large; the limit is {limit / (1024 * 1024):.0f} MB"
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:

@@ -13,7 +13,7 @@ from openmvsep.store.files import StorageKeyError
 
 router = APIRouter()
 
-PUBLIC_PREFIXES = ("temp/", "processed/")
+PUBLIC_PREFIXES = ("temp/", "processed/", "public/")  # public/: Quality Checker mixtures
 AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "m4a": "audio/mp4", "ogg": "audio/ogg",
                "aac": "audio/aac", "opus": "audio/opus", "mp4": "video/mp4", "aiff": "audio/aiff", "aif": "audio/aiff"}
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.files import LocalStorage
-from openmvsep.store.models import Job
+from openmvsep.store.models import Job, QcEntry
 
 SCRATCH_MAX_AGE_S = 24 * 3600
 
@@ -32,8 +32,21 @@ def sweep_expired(db: Database, storage: LocalStorage, *, batch: int = 200) -> i
         swept += len(jobs)
         if len(jobs) < batch:
             break
+    _sweep_finished_submissions(db, storage)
     _sweep_scratch(storage)
     return swept
+
+
+def _sweep_finished_submissions(db: Database, storage: LocalStorage) -> None:
+    """Zips of Quality Checker entries whose scoring ended without their worker (given up after lost leases)."""
+    with db.session() as s:
+        entries = s.scalars(select(QcEntry).where(QcEntry.status.in_(("done", "failed")),
+                                                  QcEntry.zip_key.is_not(None))).all()
+        keys = [e.zip_key for e in entries]
+        for entry in entries:
+            entry.zip_key = None
+    for key in keys:
+        storage.delete(key)
 
 
 def _sweep_scratch(storage: LocalStorage) -> None:

@@ -15,21 +15,26 @@ from sqlalchemy.orm import Session
 
 from openmvsep.service import accounts
 from openmvsep.store.db import Database, utcnow
-from openmvsep.store.models import Job, RemoteJob, User, WorkItem
+from openmvsep.store.models import Job, QcEntry, RemoteJob, User, WorkItem
 
 JOB_STATUS_WHILE_RUNNING = {"whole": "processing", "chunk": "distributing", "merge": "merging"}
 
 
 @dataclass(frozen=True)
 class Claim:
-    kind: str  # whole | chunk | merge | remote
-    id: int  # work item id, or remote job id
+    kind: str  # whole | chunk | merge | remote | qc_sdr | qc_metrics
+    id: int  # work item id, remote job id, or Quality Checker entry id
     job_id: int | None
     attempts: int
 
 
+# A Quality Checker entry's two claims: status while queued -> status while running.
+QC_PHASES = {"qc_sdr": ("waiting", "scoring"), "qc_metrics": ("scored", "measuring")}
+
+
 def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
-    """Take the next piece of work: URL downloads first (they are short), then items by plan, job and index."""
+    """Take the next piece of work: URL downloads and leaderboard SDRs first (they are short), then separations
+    by plan, job and index, and last the Quality Checker's secondary metrics (long, and nobody waits on them)."""
     now = utcnow()
     lease = now + timedelta(seconds=lease_seconds)
     with db.session() as s:
@@ -40,10 +45,12 @@ def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
             remote.attempts += 1
             remote.updated_at = now
             return Claim("remote", remote.id, None, remote.attempts)
+        if (claim := _claim_qc(s, "qc_sdr", worker, lease)) is not None:
+            return claim
         item = s.scalar(select(WorkItem).where(WorkItem.status == "waiting").order_by(
             WorkItem.plan.desc(), WorkItem.job_id, WorkItem.index).limit(1).with_for_update(skip_locked=True))
         if item is None:
-            return None
+            return _claim_qc(s, "qc_metrics", worker, lease)
         item.status, item.worker, item.lease_until = "running", worker, lease
         item.attempts += 1
         job = s.get(Job, item.job_id)
@@ -53,8 +60,24 @@ def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
         return Claim(item.kind, item.id, item.job_id, item.attempts)
 
 
+def _claim_qc(s: Session, kind: str, worker: str, lease) -> Claim | None:  # noqa: ANN001
+    queued, running = QC_PHASES[kind]
+    entry = s.scalar(select(QcEntry).where(QcEntry.status == queued).order_by(QcEntry.id).limit(1)
+                     .with_for_update(skip_locked=True))
+    if entry is None:
+        return None
+    entry.status, entry.worker, entry.lease_until = running, worker, lease
+    entry.attempts += 1
+    entry.updated_at = utcnow()
+    return Claim(kind, entry.id, None, entry.attempts)
+
+
+def _table(kind: str):  # noqa: ANN202
+    return RemoteJob if kind == "remote" else QcEntry if kind in QC_PHASES else WorkItem
+
+
 def extend_lease(db: Database, claim: Claim, worker: str, lease_seconds: float) -> None:
-    table = RemoteJob if claim.kind == "remote" else WorkItem
+    table = _table(claim.kind)
     with db.session() as s:
         s.execute(update(table).where(table.id == claim.id, table.worker == worker)
                   .values(lease_until=utcnow() + timedelta(seconds=lease_seconds)))
@@ -98,7 +121,7 @@ def release_lost_work(db: Database, max_attempts: int, *, workers: list[str] | N
     released = 0
     with db.session() as s:
         def lost(table):  # noqa: ANN001, ANN202
-            cond = [table.status.in_(("running", "processing"))]
+            cond = [table.status.in_(("running", "processing", "scoring", "measuring"))]
             if workers is not None:
                 cond.append(table.worker.in_(workers))
             elif worker_prefix is not None:
@@ -133,4 +156,18 @@ def release_lost_work(db: Database, max_attempts: int, *, workers: list[str] | N
             else:
                 remote.status, remote.worker, remote.lease_until = "waiting", None, None
             remote.updated_at = now
+        for entry in lost(QcEntry):
+            released += 1
+            if forgive:
+                entry.attempts -= 1
+            queued = "waiting" if entry.status == "scoring" else "scored"
+            if entry.attempts >= max_attempts and not forgive:
+                if queued == "waiting":
+                    entry.status, entry.msg = "failed", f"Scoring failed: its worker stopped {entry.attempts} times"
+                else:  # the leaderboard numbers stand without the secondary metrics
+                    entry.status = "done"
+                    entry.warnings = [*(entry.warnings or []), "The secondary metrics could not be computed"]
+            else:
+                entry.status = queued
+            entry.worker, entry.lease_until, entry.updated_at = None, None, now
     return released

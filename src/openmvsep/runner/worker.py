@@ -19,6 +19,7 @@ from openmvsep.engine.recipes import RECIPES, runnable_map
 from openmvsep.engine.runtime import ModelUnavailable, Runtime
 from openmvsep.engine.joins import Chunk, join_chunks
 from openmvsep.runner import queue
+from openmvsep.runner.quality_work import run_quality_claim
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService, Upload
 from openmvsep.service.naming import output_names
@@ -71,6 +72,8 @@ class Worker:
         try:
             if claim.kind == "remote":
                 self._run_remote(claim.id)
+            elif claim.kind in queue.QC_PHASES:
+                run_quality_claim(self.db, self.storage, self.settings, claim.kind, claim.id, self.name)
             else:
                 self._run_item(claim)
         finally:

@@ -132,3 +132,61 @@ class News(Base):
     status: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class QcDataset(Base):
+    """A Quality Checker dataset: references on disk, registered by an admin (`openmvsep qc dataset add`)."""
+
+    __tablename__ = "qc_datasets"
+
+    dataset_type: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    stems: Mapped[list] = mapped_column(JSON)  # scored suffixes, display order
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    songs: Mapped[list] = mapped_column(JSON)  # [{name, frames, channels}]
+    root: Mapped[str] = mapped_column(Text)  # the dataset folder (references never leave it)
+    mixtures_key: Mapped[str] = mapped_column(String(255))  # storage key of the public mixtures zip
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class QcEntry(Base):
+    """One submission to a leaderboard. Scored in two claims: SDR first (fast), the secondary metrics after."""
+
+    __tablename__ = "qc_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_type: Mapped[int] = mapped_column(ForeignKey("qc_datasets.dataset_type", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True)
+    algo_name: Mapped[str] = mapped_column(String(255))
+    main_text: Mapped[str] = mapped_column(Text, default="")
+    ensemble: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    stems: Mapped[list] = mapped_column(JSON)  # the stems this submission scores
+    zip_key: Mapped[str | None] = mapped_column(String(255), nullable=True)  # dropped once scoring is over
+    # waiting -> scoring -> scored (SDR known, on the leaderboard) -> measuring -> done; failed
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    msg: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # stem -> metric -> mean over tracks
+    tracks: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # song -> stem -> metric -> value
+    warnings: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    scored_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class QcScore(Base):
+    """One mean score of an entry (stem × metric), a row of its own so the leaderboard sorts in SQL."""
+
+    __tablename__ = "qc_scores"
+
+    entry_id: Mapped[int] = mapped_column(ForeignKey("qc_entries.id", ondelete="CASCADE"), primary_key=True)
+    stem: Mapped[str] = mapped_column(String(32), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_qc_scores_rank", "metric", "stem", "value"),)

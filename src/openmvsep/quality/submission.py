@@ -1,0 +1,260 @@
+"""A Quality Checker upload: a zip of `<song>_<stem>.wav|flac`, checked against its dataset without unpacking.
+
+Nothing is ever extracted, so member names never become paths (no zip-slip by construction; unsafe names are
+still refused as a sign of a hostile archive). Stored members are read in place through a window on the zip
+file; compressed ones are streamed, and zipfile stops every member at its declared size, so the sum of the
+declared sizes bounds what a zip bomb can expand to.
+
+Where MVSep is strict we are strict (exact frame count, the mixture's rate and channel count, every track for
+a stem); where clients differ we are liberal (zip root or one top-level folder, `.wav`/`.flac`, any case).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from collections.abc import Iterator
+
+import soundfile as sf
+
+from openmvsep.quality.datasets import Dataset
+
+AUDIO_EXTENSIONS = (".wav", ".flac")
+IGNORED_PREFIXES = ("__macosx/", ".")  # what archivers add beside the files
+
+
+class SubmissionError(Exception):
+    """The upload cannot be scored; the message is MVSep-style and shown to the submitter."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_members: int = 10_000
+    max_unpacked_bytes: int = 16 * 1024**3
+    max_compression_ratio: float = 100.0  # audio barely deflates; an archive that shrank 100x is a bomb
+
+
+class _Window(io.RawIOBase):
+    """A read-only file over bytes [offset, offset + size) of another file: a stored zip member in place."""
+
+    def __init__(self, path: Path, offset: int, size: int):
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._offset, self._size, self._pos = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = min(max(0, base + pos), self._size)
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        self._file.seek(self._offset + self._pos)
+        got = self._file.readinto(memoryview(buffer)[:n])
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+@dataclass(frozen=True)
+class Member:
+    song: str
+    stem: str
+    info: zipfile.ZipInfo
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.info.filename).name
+
+
+class Submission:
+    """A validated upload: which (song, stem) files it has, and a way to read each one."""
+
+    def __init__(self, path: Path, dataset: Dataset, members: dict[tuple[str, str], Member], stems: tuple[str, ...]):
+        self.path = Path(path)
+        self.dataset = dataset
+        self.members = members
+        self.stems = stems  # scored stems, in the dataset's display order
+
+    @contextmanager
+    def open(self, song: str, stem: str) -> Iterator[sf.SoundFile]:
+        member = self.members[(song, stem)]
+        raw = self._raw(member.info)
+        try:
+            with sf.SoundFile(raw) as f:
+                yield f
+        finally:
+            raw.close()
+
+    def _raw(self, info: zipfile.ZipInfo) -> io.IOBase:
+        if info.compress_type == zipfile.ZIP_STORED:
+            return _Window(self.path, _data_offset(self.path, info), info.file_size)
+        archive = zipfile.ZipFile(self.path)
+        return _ClosingStream(archive.open(info), archive)
+
+
+class _ClosingStream(io.RawIOBase):
+    """A compressed member's stream that also closes its archive."""
+
+    def __init__(self, stream, archive: zipfile.ZipFile):  # noqa: ANN001
+        self._stream, self._archive = stream, archive
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        return self._stream.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        data = self._stream.read(len(buffer))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        self._archive.close()
+        super().close()
+
+
+def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where a member's bytes start: after its local header, whose name and extra lengths may differ from the
+    central directory's."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(zipfile.sizeFileHeader)
+    fields = struct.unpack(zipfile.structFileHeader, header)
+    if fields[0] != zipfile.stringFileHeader:
+        raise SubmissionError(f"The zip file is damaged: bad header for {info.filename}")
+    return (info.header_offset + zipfile.sizeFileHeader + fields[zipfile._FH_FILENAME_LENGTH]
+            + fields[zipfile._FH_EXTRA_FIELD_LENGTH])
+
+
+def _is_unsafe(name: str) -> bool:
+    pure = PurePosixPath(name.replace("\\", "/"))
+    return name.startswith(("/", "\\")) or ".." in pure.parts or (len(name) > 1 and name[1] == ":")
+
+
+def _match(filename: str, songs: dict[str, str], stems: tuple[str, ...]) -> tuple[str, str] | None:
+    """`<song>_<stem>.<ext>` → (song, stem), case-insensitively; None for files that are not a scored stem."""
+    lower = filename.lower()
+    ext = next((e for e in AUDIO_EXTENSIONS if lower.endswith(e)), None)
+    if ext is None:
+        return None
+    base = lower[: -len(ext)]
+    for stem in sorted(stems, key=len, reverse=True):  # "back-instrum" before "instrum"
+        if base.endswith("_" + stem):
+            song = songs.get(base[: -len(stem) - 1])
+            if song is not None:
+                return song, stem
+    return None
+
+
+def open_submission(path: Path, dataset: Dataset, limits: Limits = Limits()) -> Submission:
+    """Check an upload against its dataset (names, completeness, headers) and return it ready to score."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise SubmissionError("The uploaded file is not a valid zip archive") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > limits.max_members:
+            raise SubmissionError(f"The zip file has too many files ({len(infos)}; the limit is {limits.max_members})")
+        for info in infos:
+            if _is_unsafe(info.filename):
+                raise SubmissionError(f"The zip file contains an unsafe path: {info.filename}")
+        files = [i for i in infos if not i.is_dir()
+                 and not PurePosixPath(i.filename.replace("\\", "/")).name.lower().startswith(IGNORED_PREFIXES)
+                 and not i.filename.lower().startswith(IGNORED_PREFIXES)]
+        members = _scored_members(files, dataset)
+        _check_sizes([m.info for m in members.values()], limits)
+        stems = _check_complete(members, dataset)
+        submission = Submission(Path(path), dataset, members, stems)
+    for (song, stem), member in members.items():
+        _check_header(submission, dataset, song, stem, member)
+    return submission
+
+
+def _scored_members(files: list[zipfile.ZipInfo], dataset: Dataset) -> dict[tuple[str, str], Member]:
+    # Files sit at the root or inside one top-level folder; deeper nesting is not a layout any client makes.
+    parts = [PurePosixPath(i.filename.replace("\\", "/")).parts for i in files]
+    tops = {p[0] for p in parts if len(p) > 1}
+    nested_ok = len(tops) == 1 and all(len(p) <= 2 for p in parts)
+    songs = {s.name.lower(): s.name for s in dataset.songs}
+    members: dict[tuple[str, str], Member] = {}
+    for info, p in zip(files, parts):
+        if len(p) > 2 or (len(p) == 2 and not nested_ok):
+            continue
+        key = _match(p[-1], songs, dataset.stems)
+        if key is None:
+            continue
+        if key in members:
+            raise SubmissionError(f"Duplicate file for song {key[0]}, stem {key[1]}: {members[key].filename} "
+                                  f"and {p[-1]}")
+        members[key] = Member(key[0], key[1], info)
+    return members
+
+
+def _check_sizes(infos: list[zipfile.ZipInfo], limits: Limits) -> None:
+    unpacked = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos)
+    if unpacked > limits.max_unpacked_bytes:
+        raise SubmissionError(f"The zip file unpacks to {unpacked} bytes; the limit is {limits.max_unpacked_bytes}")
+    if unpacked > 1024**2 and unpacked > limits.max_compression_ratio * max(packed, 1):
+        raise SubmissionError("The zip file is suspiciously compressed (a zip bomb?) and was refused")
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise SubmissionError(f"Encrypted zip files are not supported: {info.filename}")
+
+
+def _check_complete(members: dict[tuple[str, str], Member], dataset: Dataset) -> tuple[str, ...]:
+    present = [stem for stem in dataset.stems if any(k[1] == stem for k in members)]
+    if not present:
+        example = f"{dataset.songs[0].name}_{dataset.stems[0]}.wav"
+        raise SubmissionError(f"No files to score were found in the zip. Expected files like {example} for stems: "
+                              + ", ".join(dataset.stems))
+    for stem in present:
+        missing = [s.name for s in dataset.songs if (s.name, stem) not in members]
+        if missing:
+            shown = ", ".join(f"{m}_{stem}.wav" for m in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise SubmissionError(f"Missing files for stem {stem}: {shown}{more}")
+    return tuple(present)
+
+
+def _check_header(submission: Submission, dataset: Dataset, song: str, stem: str, member: Member) -> None:
+    expected = next(s for s in dataset.songs if s.name == song)
+    name = member.filename
+    try:
+        with submission.open(song, stem) as f:
+            rate, channels, frames = f.samplerate, f.channels, f.frames
+    except (sf.LibsndfileError, RuntimeError, zipfile.BadZipFile, NotImplementedError, OSError) as e:
+        raise SubmissionError(f"Can't read audio file {name}: {e}") from None
+    if rate != dataset.sample_rate:
+        raise SubmissionError(f"Different sample rate for wav file {name}: {rate} != {dataset.sample_rate}")
+    if channels != expected.channels:
+        raise SubmissionError(f"Different number of channels for wav file {name}: {channels} != {expected.channels}")
+    if frames != expected.frames:
+        raise SubmissionError(f"Different shapes for wav file {name}: {frames} != {expected.frames}")
