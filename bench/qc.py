@@ -1,6 +1,7 @@
 """Quality Checker benchmark: score a 100-track × 4-stem × 180 s submission as the server does.
 
-Prints the SDR-only seconds (target ≤ 30 s on 2 cores), the all-metrics seconds (measured on a few tracks and
+Prints the SDR-only seconds (target ≤ 30 s on 2 cores; from a cold page cache when the bench may drop it,
+then again with the references cached), the all-metrics seconds (measured on a few tracks and
 scaled to the whole submission unless --full-metrics), and the framewise SDR's speed against `museval` on one
 track, with their largest difference.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import sys
 import time
@@ -73,6 +75,16 @@ def build(workdir: Path, tracks: int, stems: tuple[str, ...], seconds: float) ->
     return root, archive
 
 
+def drop_page_cache() -> bool:
+    """Start the SDR pass from disk, as a server that did not just write the files would (needs root)."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
 def framewise_against_museval(seconds: float) -> tuple[float, float, float]:
     """(ours s, museval s, largest |difference| dB) on one 4-stem stereo track."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "quality"))
@@ -96,7 +108,7 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=100)
     parser.add_argument("--stems", type=int, default=4, choices=range(1, len(STEMS) + 1))
     parser.add_argument("--seconds", type=float, default=180.0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="arithmetic threads of the SDR pass")
     parser.add_argument("--metrics-tracks", type=int, default=2, help="tracks to time the secondary metrics on")
     parser.add_argument("--full-metrics", action="store_true", help="score every track with every metric")
     parser.add_argument("--museval-seconds", type=float, default=30.0)
@@ -108,10 +120,14 @@ def main() -> None:
     zip_gb = archive.stat().st_size / 1e9
     try:
         dataset = load_dataset(root)
-        started = time.perf_counter()
-        submission = open_submission(archive, dataset)
-        scores = score_sdr(dataset, submission, threads=args.threads)
-        sdr_s = time.perf_counter() - started
+        cold = drop_page_cache()
+        runs = []
+        for _ in range(2):  # from a cold page cache where we may drop it, then with the references cached
+            started = time.perf_counter()
+            submission = open_submission(archive, dataset)
+            scores = score_sdr(dataset, submission, threads=args.threads)
+            runs.append(time.perf_counter() - started)
+        sdr_s = runs[0]
 
         subset = dataset if args.full_metrics else replace(dataset, songs=dataset.songs[: args.metrics_tracks])
         started = time.perf_counter()
@@ -127,8 +143,9 @@ def main() -> None:
     pairs = len(dataset.songs) * len(submission.stems)
     print(f"submission: {len(dataset.songs)} tracks x {len(submission.stems)} stems x {args.seconds:g} s "
           f"({zip_gb:.1f} GB zip), {args.threads} threads")
-    print(f"SDR only:     {sdr_s:8.1f} s  ({sdr_s / pairs * 1000:.0f} ms per stem-track; target <= 30 s: "
-          f"{'met' if sdr_s <= 30 else 'NOT met'})")
+    print(f"SDR only:     {sdr_s:8.1f} s  {'from a cold page cache' if cold else 'page cache as the writing left it'}"
+          f" ({sdr_s / pairs * 1000:.0f} ms per stem-track; target <= 30 s: {'met' if sdr_s <= 30 else 'NOT met'});"
+          f" again: {runs[1]:.1f} s")
     how = "measured" if args.full_metrics else f"measured on {len(subset.songs)} tracks, scaled"
     print(f"all metrics:  {all_s:8.1f} s  ({how}; {measured / (len(subset.songs) * len(submission.stems)):.2f} s "
           "per stem-track for the secondary metrics)")

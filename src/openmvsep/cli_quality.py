@@ -86,7 +86,7 @@ def score(
     submission: Path = typer.Argument(..., help="The zip of <song>_<stem>.wav|flac files"),
     dataset: Path = typer.Option(..., "--dataset", help="Dataset folder with dataset.yaml"),
     sdr_only: bool = typer.Option(False, "--sdr-only", help="Only the leaderboard SDR (seconds, not minutes)"),
-    threads: int = typer.Option(2, min=1, help="Threads for the SDR pass"),
+    threads: int = typer.Option(1, min=1, help="Threads for the SDR arithmetic (one more reads the files)"),
 ) -> None:
     """Score a submission as the server would and print the metrics as JSON (no server, no database)."""
     from openmvsep.quality.datasets import DatasetError, load_dataset

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     qc_max_unpacked_bytes: int = 16 * 1024**3  # what a submission's scored files may expand to (zip bombs)
     qc_max_zip_members: int = 10_000
     qc_secondary_metrics: bool = True  # SI-SDR, L1-freq, log-WMSE, AURA, bleedless/fullness, framewise SDR
-    qc_threads: int = 2  # threads reading and scoring files for the leaderboard SDR
+    qc_threads: int = 1  # threads doing the leaderboard SDR's arithmetic, beside the one reading files
     qc_queue_page_limit: int = 20
     qc_leaderboard_page_limit: int = 100
     qc_default_dataset_tracks: int = 8  # a synthetic dataset made at first start when none is registered; 0: none
