@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from openmvsep.engine.mel import slaney_mel_filterbank
 from openmvsep.quality.spectral import (
     a_weighting_fir,
     fir_filter,
     log_wmse_impulse_response,
-    slaney_mel_filterbank,
     stft_chunks,
 )
 

@@ -3,8 +3,6 @@
 Each piece re-creates what a library used by MSST's `get_metrics()` computes, so the metrics
 need none of those libraries at run time:
 
-* `slaney_mel_filterbank` is `librosa.filters.mel` with its defaults (Slaney scale and norm,
-  0 Hz to Nyquist), rounded to float32 in the same order as librosa;
 * `a_weighting_fir` is the 101-tap A-weighting FIR of auraloss's `perceptual_weighting`;
 * `log_wmse_impulse_response` reads the hearing-sensitivity FIR that torch-log-wmse 0.3.1
   ships as package data, without importing that package (it imports torchaudio);
@@ -29,46 +27,6 @@ import torch.nn.functional as F
 
 LOG_WMSE_VERSION = "0.3.1"
 _LOG_WMSE_IR_FILE = "torch_log_wmse/filter_ir.pkl"
-
-
-# --------------------------------------------------------------------------------------------
-# Mel filterbank (librosa.filters.mel, htk=False, norm="slaney")
-# --------------------------------------------------------------------------------------------
-
-_MEL_LINEAR_HZ_PER_MEL = 200.0 / 3  # Slaney: linear below 1 kHz ...
-_MEL_LOG_START_HZ = 1000.0
-_MEL_LOG_START = _MEL_LOG_START_HZ / _MEL_LINEAR_HZ_PER_MEL
-_MEL_LOG_STEP = np.log(6.4) / 27.0  # ... and logarithmic above it
-
-
-def _hz_to_mel(hz: float) -> float:
-    if hz >= _MEL_LOG_START_HZ:
-        return _MEL_LOG_START + np.log(hz / _MEL_LOG_START_HZ) / _MEL_LOG_STEP
-    return hz / _MEL_LINEAR_HZ_PER_MEL
-
-
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    hz = mels * _MEL_LINEAR_HZ_PER_MEL
-    log_part = mels >= _MEL_LOG_START
-    hz[log_part] = _MEL_LOG_START_HZ * np.exp(_MEL_LOG_STEP * (mels[log_part] - _MEL_LOG_START))
-    return hz
-
-
-@functools.lru_cache(maxsize=16)
-def slaney_mel_filterbank(sample_rate: float, n_fft: int, n_mels: int) -> np.ndarray:
-    """Triangular mel filters, shape (n_mels, n_fft // 2 + 1), float32, area-normalised."""
-    bin_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2.0), n_mels + 2))
-    widths = np.diff(edges_hz)
-    offsets = edges_hz[:, None] - bin_hz[None, :]
-    rising = -offsets[:-2] / widths[:-1, None]
-    falling = offsets[2:] / widths[1:, None]
-    # librosa stores the triangles in float32 first and scales afterwards; keep that rounding.
-    triangles = np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
-    area_norm = 2.0 / (edges_hz[2:] - edges_hz[:-2])
-    filters = (triangles * area_norm[:, None]).astype(np.float32)
-    filters.setflags(write=False)
-    return filters
 
 
 # --------------------------------------------------------------------------------------------

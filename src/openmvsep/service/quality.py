@@ -185,7 +185,7 @@ class QualityService:
         with self.db.reader() as s:
             rows = s.scalars(select(QcEntry).where(QcEntry.status.in_(PENDING)).order_by(QcEntry.id)
                              .offset(first).limit(count)).all()
-            names = self._dataset_names(s)
+            names = self._datasets_by_type(s)
             return [self._entry_payload(e, names.get(e.dataset_type)) for e in rows]
 
     def leaderboard(self, dataset_type: str | None, start: str | None, limit: str | None,
@@ -225,7 +225,7 @@ class QualityService:
         return first, min(count, most)
 
     @staticmethod
-    def _dataset_names(s: Session) -> dict[int, QcDataset]:
+    def _datasets_by_type(s: Session) -> dict[int, QcDataset]:
         return {d.dataset_type: d for d in s.scalars(select(QcDataset))}
 
     def _entry_payload(self, e: QcEntry, dataset: QcDataset | None) -> dict:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from openmvsep.engine.config import Config, ConfigError
+from openmvsep.engine.mel import slaney_mel_filterbank
 
 __all__ = [
     "BSRoformer",
@@ -408,50 +409,9 @@ class MaskEstimator(nn.Module):
         return torch.cat(outs)
 
 
-# ---------------------------------------------------------------------------------------------
-# Mel filterbank (numpy port of librosa's Slaney mel, which the reference uses)
-# ---------------------------------------------------------------------------------------------
-
-_SLANEY_F_SP = 200.0 / 3
-_SLANEY_MIN_LOG_HZ = 1000.0
-_SLANEY_MIN_LOG_MEL = _SLANEY_MIN_LOG_HZ / _SLANEY_F_SP
-_SLANEY_LOGSTEP = np.log(6.4) / 27.0
-
-
-def _hz_to_mel(hz: float) -> float:
-    if hz >= _SLANEY_MIN_LOG_HZ:
-        return float(_SLANEY_MIN_LOG_MEL + np.log(hz / _SLANEY_MIN_LOG_HZ) / _SLANEY_LOGSTEP)
-    return hz / _SLANEY_F_SP
-
-
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    hz = _SLANEY_F_SP * mels
-    log_region = mels >= _SLANEY_MIN_LOG_MEL
-    hz[log_region] = _SLANEY_MIN_LOG_HZ * np.exp(_SLANEY_LOGSTEP * (mels[log_region] - _SLANEY_MIN_LOG_MEL))
-    return hz
-
-
-def slaney_mel_filterbank(sample_rate: float, n_fft: int, n_mels: int) -> np.ndarray:
-    """librosa.filters.mel(sr, n_fft, n_mels) with its defaults (Slaney scale and norm), float32.
-
-    Same operations in the same order, so the zero pattern (all the roformer uses) is identical.
-    """
-    fft_hz = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
-    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(float(sample_rate) / 2), n_mels + 2))
-    widths = np.diff(mel_hz)
-    ramps = np.subtract.outer(mel_hz, fft_hz)
-    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
-    for i in range(n_mels):
-        rising = -ramps[i] / widths[i]
-        falling = ramps[i + 2] / widths[i + 1]
-        weights[i] = np.maximum(0, np.minimum(rising, falling))
-    weights *= (2.0 / (mel_hz[2 : n_mels + 2] - mel_hz[:n_mels]))[:, np.newaxis]
-    return weights
-
-
 def _mel_band_bins(sample_rate: float, n_fft: int, num_bands: int) -> np.ndarray:
     """Binary (bands, bins) membership: the reference forces the first and last entries on."""
-    bank = slaney_mel_filterbank(sample_rate, n_fft, num_bands)
+    bank = slaney_mel_filterbank(sample_rate, n_fft, num_bands).copy()
     bank[0, 0] = 1.0
     bank[-1, -1] = 1.0
     member = bank > 0
