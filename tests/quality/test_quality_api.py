@@ -310,3 +310,44 @@ def test_metrics_without_the_log_wmse_filter(sdr_only: Harness, dataset_dir: Pat
     assert entry["status"] == "done"
     assert "log_wmse" not in entry["metrics"]["vocals"] and "aura_mrstft" in entry["metrics"]["vocals"]
     assert any(w.startswith("log_wmse was not computed: log_wmse needs") for w in entry["warnings"])
+
+
+def test_truncated_audio_is_refused(qc: Harness, dataset_dir: Path):
+    """A WAV whose data stops before its header says: refused at upload, never scored as shorter audio."""
+    names = songs(dataset_dir)
+    files = {f"{s}_vocals.wav": wav(reference(dataset_dir, s, "vocals")) for s in names}
+    files[f"{names[0]}_vocals.wav"] = files[f"{names[0]}_vocals.wav"][:-1000]
+    r = add(qc, qc.user(), make_zip(files))
+    assert r.status_code == 400 and "Different shapes for wav file" in r.json()["message"]
+    assert nothing_left(qc)
+
+
+def test_janitor_drops_zips_of_entries_that_ended_without_their_worker(sdr_only: Harness, dataset_dir: Path):
+    from openmvsep.runner.janitor import sweep_expired
+
+    zip_bytes, _ = submission(dataset_dir, {"vocals": 0.1})
+    entry_id = add(sdr_only, sdr_only.user(), zip_bytes).json()["data"]["id"]
+    with sdr_only.ctx.db.session() as s:  # as release_lost_work leaves an entry given up on
+        entry = s.get(QcEntry, entry_id)
+        entry.status, entry.msg = "failed", "Scoring failed: its worker stopped 3 times"
+        key = entry.zip_key
+    assert sdr_only.ctx.storage.exists(key)
+    sweep_expired(sdr_only.ctx.db, sdr_only.ctx.storage)
+    assert not sdr_only.ctx.storage.exists(key)
+    with sdr_only.ctx.db.reader() as s:
+        assert s.get(QcEntry, entry_id).zip_key is None
+
+
+def test_metrics_that_keep_losing_their_worker_leave_the_sdr_standing(qc: Harness, dataset_dir: Path):
+    zip_bytes, expected = submission(dataset_dir, {"vocals": 0.1})
+    entry_id = add(qc, qc.user(), zip_bytes).json()["data"]["id"]
+    qc.worker.run_claim(queue.claim_next(qc.ctx.db, qc.worker.name, 60))  # the SDR claim
+    for _ in range(qc.settings.max_attempts):
+        claim = queue.claim_next(qc.ctx.db, "dying-worker", 0.0)
+        assert claim.kind == "qc_metrics"
+        queue.release_lost_work(qc.ctx.db, qc.settings.max_attempts)
+    entry = qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
+    assert entry["status"] == "done" and entry["msg"] == "OK"
+    assert entry["sdr_vocals"] == pytest.approx(expected["vocals"], abs=1e-9)
+    assert "The secondary metrics could not be computed" in entry["warnings"]
+    assert queue.claim_next(qc.ctx.db, "w", 60) is None
