@@ -1,7 +1,7 @@
 """Engine speed and memory against the reference implementation, on the same machine in one run.
 
     .venv/bin/python bench/engine.py [--families bs_roformer,mel_band_roformer,mdx23c,scnet,htdemucs]
-        [--seconds 240] [--device auto|cpu|cuda] [--precision fp32|fp16|bf16] [--batch-size 4]
+        [--seconds 240] [--device auto|cpu|cuda] [--precision fp32|fp16|bf16] [--batch-size 0]
         [--oracle .oracle/bin/python] [--memory-minutes 1,5,20,60]
 
 For each family the public config (full size) gets random weights (seeded); our engine and the reference's
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=240.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=0, help="0: one chunk per call on CPU, four on a GPU")
     parser.add_argument("--oracle", default=str(ROOT / ".oracle" / "bin" / "python"))
     parser.add_argument("--memory-minutes", default="")
     parser.add_argument("--role", choices=["ours", "reference"], help=argparse.SUPPRESS)

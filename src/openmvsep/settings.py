@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # Engine.
     device: str = "auto"  # auto: CUDA when there is one
     precision: str = "fp32"  # fp32 | fp16 | bf16 for model runs
-    batch_size: int = 4  # chunks per model call
+    batch_size: int = 0  # chunks per model call; 0: one on CPU, four on a GPU
     auto_download: bool = False  # fetch registered weights on first use
     compile_models: bool = False  # torch.compile each model when a worker loads it
 

@@ -83,3 +83,19 @@ def test_compiled_model_gives_the_same_stems():
     b = separate(compiled, MIX[:, :8820], batch_size=2)
     for stem in a:
         np.testing.assert_allclose(a[stem], b[stem], atol=1e-4)
+
+
+def test_automatic_batch_size():
+    """0 leaves the batch to the engine: one chunk per call for chunked models on CPU, a few elsewhere; an
+    explicit size is always honoured."""
+    from types import SimpleNamespace
+
+    from openmvsep.engine.separator import AUTO_GPU_BATCH, _batch_size
+
+    def loaded(device: str, model_type: str) -> SimpleNamespace:
+        return SimpleNamespace(device=torch.device(device), model_type=model_type)
+
+    assert _batch_size(loaded("cpu", "mel_band_roformer"), 0) == 1
+    assert _batch_size(loaded("cpu", "htdemucs"), 0) == AUTO_GPU_BATCH
+    assert _batch_size(loaded("meta", "mdx23c"), 0) == AUTO_GPU_BATCH
+    assert _batch_size(loaded("cpu", "mdx23c"), 3) == 3

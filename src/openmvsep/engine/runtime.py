@@ -25,7 +25,7 @@ class Runtime:
     cache: ModelCache = field(default_factory=lambda: ModelCache(2))
     device: str = "auto"
     precision: str = "fp32"
-    batch_size: int = 4
+    batch_size: int = 0  # 0: automatic (separator.separate)
     auto_download: bool = False
     compile: bool = False  # torch.compile models as they load
 

@@ -4,9 +4,10 @@ Public checkpoints load unchanged: every parameter and persistent buffer has the
 shape, so `load_state_dict(reference_state_dict, strict=True)` works. The computation is the
 reference's, reorganised for speed:
 
-* the 60-62 per-band Linear layers of the band split and of the mask estimators run as a handful of
-  batched GEMMs. Neighbouring bands of similar width form a group; their weights are stacked (and
-  zero-padded to the widest band of the group) at call time, so the parameter names stay per band;
+* the 60-62 per-band Linear layers of the band split run as a handful of batched GEMMs. Neighbouring
+  bands of similar width form a group; their weights are stacked (and zero-padded to the widest band of
+  the group) at call time, so the parameter names stay per band. The mask estimators' layers are large
+  enough to run band by band, writing straight into the group-padded mask layout;
 * attention goes through `scaled_dot_product_attention`;
 * the rotary (RoPE) and polar (PoPE) tables are built once per forward, with positions in fp32 (the
   reference builds them in the query dtype, which rounds positions above 2048 under fp16 autocast);
@@ -310,22 +311,6 @@ class _BandLayout:
         # Per padded slot: position in the STFT feature vector (padding → the zero slot).
         self.slot_source = source_with_pad[slot]
 
-    def output_rows(self) -> np.ndarray:
-        """Row of each padded output slot of a band's last mask layer (values, then gates), by group.
-
-        Band b's last Linear has 2·sizes[b] rows: values first, gates second. Rows are counted in the
-        concatenation of all bands' last layers; padding → 2·total (a zero row).
-        """
-        rows = np.full(2 * self.padded_total, 2 * self.total, dtype=np.int64)
-        for g in self.groups:
-            group_rows = rows[2 * g.start : 2 * (g.start + g.count * g.width)].reshape(g.count, 2 * g.width)
-            for i in range(g.count):
-                band, size = g.first + i, self.sizes[g.first + i]
-                base = 2 * self.offsets[band]
-                group_rows[i, :size] = base + np.arange(size)
-                group_rows[i, g.width : g.width + size] = base + size + np.arange(size)
-        return rows
-
 
 class BandSplit(_Fp32Buffers):
     """Per band: RMSNorm(band width) → Linear(band width → dim); run as one GEMM per band group."""
@@ -364,10 +349,11 @@ class BandSplit(_Fp32Buffers):
 
 
 class MaskEstimator(nn.Module):
-    """Per band: MLP(dim → hidden … → 2·band width, Tanh between) → GLU; batched over bands.
+    """Per band: MLP(dim → hidden … → 2·band width, Tanh between) → GLU.
 
-    Layers before the last have the same shape for every band and run as one GEMM over all bands;
-    the last layer runs as one GEMM per band group.
+    Runs band by band: each band's layers are already large GEMMs (frames × hidden), and stacking all
+    bands' hidden weights (60 × 1536² for Mel-RoFormer) or their (bands, frames, hidden) activations
+    would copy and hold gigabytes for no speed gain on CPU.
     """
 
     def __init__(self, dim: int, layout: _BandLayout, num_linear: int, hidden: int) -> None:
@@ -384,29 +370,28 @@ class MaskEstimator(nn.Module):
                 if i < num_linear - 1:
                     mlp.append(nn.Tanh())
             self.to_freqs.append(nn.Sequential(nn.Sequential(*mlp), nn.GLU(dim=-1)))
-        self.register_buffer("_output_rows", torch.from_numpy(layout.output_rows()), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (bands, frames, dim) → masks (padded slots, frames) in the layout's group order."""
-        mlps = [seq[0] for seq in self.to_freqs]
-        for layer in range(self.num_linear - 1):
-            w = torch.stack([mlp[2 * layer].weight for mlp in mlps])  # (bands, out, in)
-            b = torch.stack([mlp[2 * layer].bias for mlp in mlps]).unsqueeze(1)
-            x = torch.tanh(torch.baddbmm(b, x.to(w.dtype), w.transpose(1, 2)))
+        """x: (bands, frames, dim) → float32 masks (padded slots, frames) in the layout's slot order.
+
+        Padding slots stay zero; they map to the discarded feature row.
+        """
+        layout = self.layout
+        out = torch.zeros(layout.padded_total, x.shape[1], dtype=torch.float32, device=x.device)
         last = 2 * (self.num_linear - 1)
-        hidden = mlps[0][last].in_features
-        weight = mlps[0][last].weight
-        weights = torch.cat([mlp[last].weight for mlp in mlps] + [weight.new_zeros(1, hidden)])
-        biases = torch.cat([mlp[last].bias for mlp in mlps] + [weight.new_zeros(1)])
-        outs = []
-        for g in self.layout.groups:
-            rows = self._output_rows[2 * g.start : 2 * (g.start + g.count * g.width)]
-            w = weights.index_select(0, rows).view(g.count, 2 * g.width, hidden)
-            b = biases.index_select(0, rows).view(g.count, 2 * g.width, 1)
-            h = x[g.first : g.first + g.count].to(w.dtype)
-            y = torch.baddbmm(b, w, h.transpose(1, 2))  # (count, 2·width, frames)
-            outs.append((y[:, : g.width] * y[:, g.width :].sigmoid()).flatten(0, 1))
-        return torch.cat(outs)
+        for g in layout.groups:
+            for i in range(g.count):
+                band = g.first + i
+                mlp = self.to_freqs[band][0]
+                h = x[band].to(mlp[0].weight.dtype)
+                for layer in range(0, last, 2):
+                    h = F.linear(h, mlp[layer].weight, mlp[layer].bias).tanh_()
+                # (2·size, frames): values then gates, already in the output's (slot, frame) layout.
+                y = torch.addmm(mlp[last].bias.unsqueeze(1), mlp[last].weight, h.t())
+                size = layout.sizes[band]
+                begin = g.start + i * g.width
+                out[begin : begin + size] = y[:size] * y[size:].sigmoid()
+        return out
 
 
 def _mel_band_bins(sample_rate: float, n_fft: int, num_bands: int) -> np.ndarray:
