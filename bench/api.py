@@ -2,21 +2,27 @@
 
 Starts `openmvsep serve` (no workers) on a free port with a throw-away data dir, queues one job so that
 `separation/get` answers from the database, then loads each endpoint with the same client: C concurrent
-keep-alive connections for S seconds. Prints req/s and the ratio to `/health` (target >= 0.5).
+keep-alive connections for S seconds. Prints req/s and the ratio to `/health/live` (target >= 0.5).
 
     .venv/bin/python bench/api.py [--seconds 3] [--rounds 3] [--concurrency 16]
 """
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import os
+import sys
+
+# bench/queue.py would shadow the standard library's `queue` (which torch, httpx and concurrent.futures import)
+# for every script run from this folder: the folder leaves the import path before anything else is imported.
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+
 import argparse
 import asyncio
 import io
-import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -102,7 +108,7 @@ def main() -> None:
                                  files={"audiofile": ("bench.wav", audio.getvalue(), "audio/wav")}).json()
             job = created["data"]["hash"]
             cases = [
-                ("bare /health", "/health", {}),
+                ("bare /health/live", "/health/live", {}),
                 ("GET /api/separation/get", f"/api/separation/get?hash={job}", {}),
                 ("GET /api/app/algorithms", "/api/app/algorithms", {"Accept-Encoding": "gzip"}),
             ]
@@ -118,11 +124,11 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=20)
-    bare = results["bare /health"][0]
+    bare = results["bare /health/live"][0]
     print(f"{'endpoint':28} {'req/s':>9} {'ratio':>7} {'errors':>7}")
     for name, (rps, errors) in results.items():
         print(f"{name:28} {rps:9.0f} {rps / bare:7.2f} {errors:7d}")
-    worst = min(rps for name, (rps, _) in results.items() if name != "bare /health") / bare
+    worst = min(rps for name, (rps, _) in results.items() if name != "bare /health/live") / bare
     print(f"target ratio >= 0.5: {'met' if worst >= 0.5 else 'NOT met'} (worst {worst:.2f})")
 
 

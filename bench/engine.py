@@ -9,8 +9,10 @@ For each family the public config (full size) gets random weights (seeded); our 
 of `--seconds`. Each run is a fresh process after one warm-up pass; printed: our seconds, the reference's,
 their ratio, both peaks (GPU memory on CUDA, resident memory on CPU), and the SNR between the two outputs.
 HTDemucs is compared with demucs' own `apply_model` (shifts=0), the reference its equality tests use.
-The reference runs at its config's batch size with fp16 autocast on CUDA (its defaults); ours at the given
-batch size and precision.
+The reference is timed at its config's batch size with fp16 autocast on CUDA (its defaults); ours at the given
+batch size and precision. The reference's output depends on its batch size (ENGINES.md §b.1 step 6: e.g. with
+Bs > 1 on a short input sample 0 becomes 0/0 -> 0), ours follows its batch-size-1 output, so "SNR bs1" compares
+ours with one more, untimed reference run at batch size 1 in fp32: the equal-output check.
 
 `--memory-minutes` separates inputs of those lengths with `openmvsep infer`'s segmented path and a small
 model, printing peak resident memory against input length: it must stay flat.
@@ -18,12 +20,18 @@ model, printing peak resident memory against input length: it must stay flat.
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import os
+import sys
+
+# bench/queue.py would shadow the standard library's `queue` (which torch, httpx and concurrent.futures import)
+# for every script run from this folder: the folder leaves the import path before anything else is imported.
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+
 import argparse
 import json
-import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -133,7 +141,11 @@ def run_reference(args: argparse.Namespace) -> dict:
     normalize = bool(getattr(config.inference, "normalize", False)) if hasattr(config, "inference") else False
     if normalize:  # what the reference's inference script does around demix when the config asks
         from msst.utils.audio_utils import denormalize_audio, normalize_audio
-    demix(config, model, mix[:, : RATE * 2], device, model_type)  # warm-up
+    if args.equality:  # the settings our output must equal: one chunk per call, fp32
+        config.inference.batch_size = 1
+        config.training.use_amp = False
+    else:
+        demix(config, model, mix[:, : RATE * 2], device, model_type)  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -151,7 +163,8 @@ def run_reference(args: argparse.Namespace) -> dict:
     if not isinstance(out, dict):
         out = {config.training.instruments[0]: out}
     np.save(args.output, np.stack([out[k] for k in sorted(out)]))
-    return {"seconds": seconds, "peak_mb": peak}
+    amp = bool(getattr(config.training, "use_amp", True)) and device.type == "cuda"  # as demix decides
+    return {"seconds": seconds, "peak_mb": peak, "batch_size": int(config.inference.batch_size), "amp": amp}
 
 
 # ------------------------------------------------------------------ driver
@@ -168,11 +181,12 @@ def make_weights(family: str, path: Path) -> None:
     save_file({k: v.contiguous().clone() for k, v in model.state_dict().items()}, str(path))
 
 
-def measure(python: str, role: str, family: str, work: Path, args: argparse.Namespace) -> dict | None:
-    out = work / f"{family}-{role}.npy"
+def measure(python: str, role: str, family: str, work: Path, args: argparse.Namespace,
+            equality: bool = False) -> dict | None:
+    out = work / f"{family}-{role}{'-bs1' if equality else ''}.npy"
     cmd = [python, __file__, "--role", role, "--family", family, "--weights", str(work / f"{family}.safetensors"),
            "--input", str(work / "mix.npy"), "--output", str(out), "--device", args.device, "--precision",
-           args.precision, "--batch-size", str(args.batch_size)]
+           args.precision, "--batch-size", str(args.batch_size)] + (["--equality"] if equality else [])
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -186,6 +200,19 @@ def measure(python: str, role: str, family: str, work: Path, args: argparse.Name
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     noise = np.sum((reference.astype(np.float64) - estimate) ** 2)
     return float("inf") if noise == 0 else 10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / noise)
+
+
+def equal_output_snr(family: str, timed: dict, ours: np.ndarray, work: Path, args: argparse.Namespace) -> float:
+    """SNR of ours against the reference at batch size 1 in fp32; the timed run is reused when it already was.
+    HTDemucs' reference (demucs' apply_model) has no such dependence: its timed run is the one."""
+    if family == "htdemucs" or (timed.get("batch_size") == 1 and not timed.get("amp")):
+        reference = np.load(timed["output"])
+    else:
+        run = measure(args.oracle, "reference", family, work, args, equality=True)
+        if run is None:
+            return float("nan")
+        reference = np.load(run["output"])
+    return snr_db(reference, ours) if reference.shape == ours.shape else float("nan")
 
 
 def memory_table(minutes: list[float]) -> None:
@@ -224,6 +251,7 @@ def main() -> None:
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
+    parser.add_argument("--equality", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.role:
@@ -235,7 +263,8 @@ def main() -> None:
     has_oracle = Path(args.oracle).exists()
     print(f"engine benchmark: {args.seconds:g} s stereo input, device {args.device}, precision {args.precision}, "
           f"batch {args.batch_size}; reference: {'msst 0.1.0 via ' + args.oracle if has_oracle else 'not available'}")
-    print(f"{'family':18} {'ours s':>8} {'msst s':>8} {'speed-up':>9} {'ours MB':>9} {'msst MB':>9} {'SNR dB':>7}")
+    print(f"{'family':18} {'ours s':>8} {'msst s':>8} {'speed-up':>9} {'ours MB':>9} {'msst MB':>9} {'SNR dB':>7} "
+          f"{'SNR bs1':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         np.save(work / "mix.npy", synth(args.seconds))
@@ -250,10 +279,11 @@ def main() -> None:
             if ref:
                 a, b = np.load(ours["output"]), np.load(ref["output"])
                 quality = snr_db(b, a) if a.shape == b.shape else float("nan")
+                equal = equal_output_snr(family, ref, a, work, args)
                 line += (f"{ref['seconds']:8.2f} {ref['seconds'] / ours['seconds']:8.2f}x {ours['peak_mb']:9.0f} "
-                         f"{ref['peak_mb']:9.0f} {quality:7.1f}")
+                         f"{ref['peak_mb']:9.0f} {quality:7.1f} {equal:8.1f}")
             else:
-                line += f"{'-':>8} {'-':>9} {ours['peak_mb']:9.0f} {'-':>9} {'-':>7}"
+                line += f"{'-':>8} {'-':>9} {ours['peak_mb']:9.0f} {'-':>9} {'-':>7} {'-':>8}"
             print(line, flush=True)
     if args.memory_minutes:
         memory_table([float(m) for m in args.memory_minutes.split(",")])

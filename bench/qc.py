@@ -13,12 +13,18 @@ later runs with the same shape; --keep leaves them there, otherwise they are del
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import os
+import sys
+
+# bench/queue.py would shadow the standard library's `queue` (which torch, httpx and concurrent.futures import)
+# for every script run from this folder: the folder leaves the import path before anything else is imported.
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+
 import argparse
 import io
 import json
-import os
 import shutil
-import sys
 import time
 import zipfile
 from dataclasses import replace

@@ -15,6 +15,7 @@ from openmvsep.runner.executor import NoExecutor
 from openmvsep.runner.worker import Worker
 from openmvsep.service import accounts
 from openmvsep.settings import Settings
+from servers import seaweedfs  # noqa: F401  (any test may ask for a real S3 store)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

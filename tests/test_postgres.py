@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
 from sqlalchemy import inspect, select
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
+from processes import postgres_database
 from openmvsep.runner import queue
 from openmvsep.store.models import CreditEntry
 
-PG_ADMIN = os.environ.get("OPENMVSEP_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/postgres")
 pytestmark = pytest.mark.skipif(os.environ.get("OPENMVSEP_SKIP_POSTGRES") == "1", reason="PostgreSQL tests disabled")
 
 
 @pytest.fixture
 def pg_url():
-    import psycopg
-
-    name = f"openmvsep_test_{uuid.uuid4().hex[:10]}"
-    admin = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database() as url:
+        yield url
 
 
 def test_migrations_and_job_lifecycle_on_postgres(tmp_path, pg_url):
@@ -61,3 +53,65 @@ def test_migrations_and_job_lifecycle_on_postgres(tmp_path, pg_url):
     finally:
         h.close()
         h.ctx.db.dispose()
+
+
+def test_last_two_chunks_finishing_at_once_queue_exactly_one_merge(tmp_path, pg_url):
+    """Workers on two machines finish a job's last two chunks at the same moment: whichever commits second
+    must see the other's chunk, or the merge is never queued."""
+    import threading
+
+    from openmvsep.store.models import Job, WorkItem
+
+    h = Harness(make_settings(tmp_path, database_url=pg_url, chunk_threshold_seconds=1, chunk_seconds=1,
+                              chunk_overlap_seconds=0.1))
+    try:
+        token = h.user(credits=10, premium=True)
+        hash_value = h.create(token, wav_bytes(stereo_mix(1.8)))["data"]["hash"]
+        first, second = queue.claim_next(h.ctx.db, "a", 60), queue.claim_next(h.ctx.db, "b", 60)
+        assert (first.kind, second.kind) == ("chunk", "chunk") and first.job_id == second.job_id
+        first_holds_lock, second_done = threading.Event(), threading.Event()
+
+        def finish(claim, before_commit=None):  # noqa: ANN001
+            with h.ctx.db.session() as s:
+                queue.finish_item(s, queue.lock_item(s, claim.id))
+                if before_commit:
+                    before_commit()
+
+        def hold_then_commit():
+            first_holds_lock.set()
+            second_done.wait(1.0)  # the second finisher is blocked on the job row meanwhile
+
+        a = threading.Thread(target=finish, args=(first, hold_then_commit))
+        a.start()
+        first_holds_lock.wait()
+        b = threading.Thread(target=lambda: (finish(second), second_done.set()))
+        b.start()
+        a.join()
+        b.join()
+        with h.ctx.db.reader() as s:
+            job = s.scalars(select(Job).where(Job.hash == hash_value)).one()
+            merges = s.scalars(select(WorkItem).where(WorkItem.job_id == job.id, WorkItem.kind == "merge")).all()
+        assert job.all_chunks == 2 and job.finished_chunks == 2 and job.status == "merging"
+        assert len(merges) == 1
+    finally:
+        h.close()
+
+
+def test_concurrent_upgrades_of_a_fresh_database_all_succeed(pg_url):
+    """API processes started together each run the migrations on start; they must not trip over each other."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sqlalchemy import create_engine, text
+
+    cli = str(Path(sys.executable).parent / "openmvsep")
+    env = {**os.environ, "OPENMVSEP_DATABASE_URL": pg_url}
+    procs = [subprocess.Popen([cli, "db", "upgrade"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(3)]
+    outputs = [(p.wait(timeout=120), p.stdout.read()) for p in procs]
+    assert all(code == 0 for code, _ in outputs), outputs
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+    engine.dispose()

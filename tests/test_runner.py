@@ -116,3 +116,27 @@ def test_retention_expires_files_keeps_history(make_harness):
     item = h.client.get("/api/app/separation_history", params={"api_token": token}).json()["data"][0]
     assert item["job_exists"] is False and item["credits"] is None and item["time_left"] < 0
     assert [p for p in h.ctx.storage.root.rglob("*") if p.is_file() and ".scratch" not in p.parts] == []
+
+
+def test_pieces_of_a_job_failed_meanwhile_end_without_reviving_it(make_harness):
+    """Another piece failed the job (and refunded it) while these ran: a retried piece ends instead of going
+    back to the queue, and a finished last chunk queues no merge."""
+    h = make_harness(chunk_threshold_seconds=2, chunk_seconds=1, chunk_overlap_seconds=0.1)
+    token = h.user(credits=10, premium=True)
+    hash_value = h.create(token, wav_bytes(stereo_mix(2.8)))["data"]["hash"]
+    claims = [queue.claim_next(h.ctx.db, name, 60) for name in ("a", "b", "c")]
+    assert [c.kind for c in claims] == ["chunk"] * 3
+    with h.ctx.db.session() as s:
+        queue.fail_job(s, queue.lock_job(s, claims[0].job_id), "broken")
+        for claim in claims[1:]:  # as if their rows had been locked by their workers while the job failed
+            s.get(WorkItem, claim.id).status = "running"
+    with h.ctx.db.session() as s:
+        queue.requeue_item(s, queue.lock_item(s, claims[1].id))
+        job = queue.finish_item(s, queue.lock_item(s, claims[2].id))
+        assert job.status == "failed"
+    with h.ctx.db.reader() as s:
+        items = s.query(WorkItem).filter(WorkItem.job_id == claims[0].job_id).all()
+        assert {i.id: i.status for i in items}[claims[1].id] == "failed"
+        assert not [i for i in items if i.kind == "merge"]
+    assert h.get(hash_value)["status"] == "failed"
+    assert queue.claim_next(h.ctx.db, "d", 60) is None

@@ -17,75 +17,9 @@ import pytest
 import soundfile as sf
 
 from conftest import stereo_mix
+from processes import Server
 
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data_dir: Path, workers: int = 1, **env):  # noqa: ANN003
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "OPENMVSEP_DATA_DIR": str(data_dir), "OPENMVSEP_WORKERS": str(workers),
-                    "OPENMVSEP_WORKER_POLL_SECONDS": "0.2", **{k: str(v) for k, v in env.items()}}
-        self.proc = subprocess.Popen([str(BIN / "openmvsep"), "serve", "--port", str(self.port)], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if self.curl("/health")["status"] == "ok":
-                    return
-            except (subprocess.CalledProcessError, json.JSONDecodeError):
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("server did not start")
-
-    def curl(self, path: str, *args: str) -> dict:
-        out = subprocess.run(["curl", "-sS", "--fail-with-body", *args, self.url + path], check=True,
-                             capture_output=True, text=True, timeout=60).stdout
-        return json.loads(out)
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([str(BIN / "openmvsep"), *args], env=self.env, check=True, capture_output=True,
-                              text=True, timeout=60).stdout
-
-    def worker_pids(self) -> list[int]:
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self.proc.pid and "multiprocessing.spawn" in cmd and "resource_tracker" not in cmd:
-                pids.append(int(entry.name))
-        return pids
-
-    def wait_status(self, hash_value: str, wanted: set[str], timeout: float = 60) -> dict:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            body = self.curl(f"/api/separation/get?hash={hash_value}")
-            if body["status"] in wanted:
-                return body
-            time.sleep(0.1)
-        raise AssertionError(f"{hash_value} never reached {wanted}: {body}")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture
@@ -168,3 +102,50 @@ def test_restart_takes_back_work_of_the_previous_run(tmp_path):
         assert second.wait_status(hash_value, {"done", "failed"})["status"] == "done"
     finally:
         second.stop()
+
+
+def _gone(pids: list[int], timeout: float = 20) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() and "(Z)" not in _state(pid) for pid in pids):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _state(pid: int) -> str:
+    try:
+        return "(" + Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] + ")"
+    except OSError:
+        return "(gone)"
+
+
+def test_workers_do_not_outlive_a_killed_server(tmp_path):
+    server = Server(tmp_path / "data", workers=2)
+    deadline = time.time() + 30
+    while len(server.worker_pids()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    workers = server.worker_pids()
+    assert len(workers) == 2
+    server.proc.kill()  # SIGKILL: no shutdown code runs (the OOM killer, a power cut of the process)
+    server.proc.wait()
+    assert _gone(workers), "worker processes kept running after their server died"
+
+
+def test_celery_workers_do_not_outlive_their_supervisor(tmp_path):
+    from processes import CeleryWorkers
+
+    env = {**os.environ, "OPENMVSEP_DATA_DIR": str(tmp_path / "data"), "OPENMVSEP_EXECUTOR": "celery",
+           "OPENMVSEP_CELERY_QUEUE": f"openmvsep-orphans-{os.getpid()}"}
+    pool = CeleryWorkers(env, concurrency=2, log=tmp_path / "worker.log")
+    try:
+        deadline = time.time() + 30
+        while len(pool.children()) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        children = pool.children()
+        assert len(children) == 2
+        os.kill(pool.proc.pid, signal.SIGKILL)  # the supervisor alone
+        pool.proc.wait()
+        assert _gone(children, timeout=60), "celery workers kept running after their supervisor died"
+    finally:
+        pool.kill()

@@ -54,11 +54,79 @@ def serve(
     import uvicorn
 
     from openmvsep.api.app import create_app
+    from openmvsep.doctor import safe_broker_url
 
     settings = settings_with(host=host, port=port, data_dir=data_dir, workers=workers, public_url=public_url)
-    err.print(f"openmvsep serving on {settings.effective_public_url} (data in {settings.data_dir.resolve()}, "
-              f"{settings.workers} worker(s))")
+    runs = (f"{settings.workers} worker(s)" if settings.executor == "local"
+            else f"celery executor on {safe_broker_url(settings.broker_url)}: start workers with `openmvsep worker`")
+    err.print(f"openmvsep serving on {settings.effective_public_url} (data in {settings.data_dir.resolve()}, {runs})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
+
+
+@app.command()
+def worker(
+    gpus: Optional[str] = typer.Option(None, help="GPU ids, one process each, e.g. 0,1 [default: every GPU found]"),
+    concurrency: int = typer.Option(1, help="Processes per GPU, or on the CPU when there is none"),
+    broker_url: Optional[str] = typer.Option(None, help="redis://... or amqp://... [env OPENMVSEP_BROKER_URL]"),
+    database_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL [env OPENMVSEP_DATABASE_URL]"),
+    storage_url: Optional[str] = typer.Option(None, help="Directory or s3://bucket/prefix [env OPENMVSEP_STORAGE_URL]"),
+    data_dir: Optional[Path] = typer.Option(None, help="Weights, scratch, SQLite [env OPENMVSEP_DATA_DIR]"),
+    loglevel: str = typer.Option("INFO", help="Celery log level"),
+) -> None:
+    """Run Celery workers for the celery executor (`OPENMVSEP_EXECUTOR=celery`) until stopped."""
+    import logging
+
+    from openmvsep.doctor import safe_broker_url
+    from openmvsep.runner.celery_pool import CeleryWorkerPool, plan_slots
+
+    if concurrency < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--concurrency")
+    settings = settings_with(broker_url=broker_url, database_url=database_url, storage_url=storage_url,
+                             data_dir=data_dir)
+    if gpus is None and settings.device in ("auto", "cuda"):
+        import torch
+
+        found = torch.cuda.device_count()
+        gpu_list = [str(i) for i in range(found)] or None
+    else:
+        gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
+    slots = plan_slots(gpu_list, concurrency)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    err.print(f"openmvsep worker: {len(slots)} process(es) on {safe_broker_url(settings.broker_url)}, "
+              f"queue {settings.celery_queue}"
+              + (f", GPUs {','.join(gpu_list)}" if gpu_list else ", CPU"))
+    CeleryWorkerPool(settings, slots, loglevel=loglevel).run()
+
+
+@app.command()
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts)"),
+    timeout: float = typer.Option(3.0, help="Seconds to wait for each server"),
+) -> None:
+    """Check what this machine is configured to use and whether it answers; exits 1 if a check fails."""
+    import json
+
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    from openmvsep.doctor import FAIL, WARN, failed, run_checks
+
+    try:
+        settings = Settings()
+    except ValidationError as e:  # a malformed OPENMVSEP_* variable is the first thing to fix
+        err.print(f"[red]settings: {escape(str(e))}[/red]")
+        raise typer.Exit(1) from None
+    checks = run_checks(settings, timeout=timeout)
+    if as_json:
+        print(json.dumps({"ok": not failed(checks), "checks": [c.as_dict() for c in checks]}, indent=2))
+    else:
+        colour = {FAIL: "red", WARN: "yellow"}
+        table = Table("check", "status", "detail")
+        for c in checks:
+            table.add_row(c.name, f"[{colour.get(c.status, 'green')}]{c.status}[/]", escape(c.detail))
+        Console().print(table)
+    if failed(checks):
+        raise typer.Exit(1)
 
 
 @user_app.command("create")

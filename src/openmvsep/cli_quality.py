@@ -23,12 +23,12 @@ err = Console(stderr=True)
 def _service():  # noqa: ANN202
     from openmvsep.service.quality import QualityService
     from openmvsep.store.db import Database
-    from openmvsep.store.files import LocalStorage
+    from openmvsep.store.storage import make_storage
     from openmvsep.store.migrate import upgrade
 
     settings = Settings()
     upgrade(settings.effective_database_url)
-    return QualityService(Database(settings.effective_database_url), LocalStorage(settings.storage_dir), settings)
+    return QualityService(Database(settings.effective_database_url), make_storage(settings), settings)
 
 
 @dataset_app.command("synth")

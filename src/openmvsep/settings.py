@@ -18,8 +18,22 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    # Executor.
+    # Storage: empty = <data_dir>/storage; a directory; or s3://bucket/prefix for any S3-compatible store
+    # (endpoint below, credentials from the usual AWS_* variables).
+    storage_url: str = ""
+    s3_endpoint: str = ""  # e.g. http://seaweedfs:8333; empty: AWS
+    s3_region: str = "us-east-1"
+    presigned_urls: bool = False  # S3 only: result links point at the store (signed) instead of this server
+    presigned_url_seconds: int = 6 * 3600
+    orphan_grace_seconds: float = 3600.0  # stored inputs with no job row after this long are deleted (crashes)
+
+    # Executor: local (worker processes of `serve`) | celery (workers started with `openmvsep worker`).
     executor: str = "local"
+    broker_url: str = "redis://127.0.0.1:6379/0"  # celery: redis://... or amqp://...
+    celery_queue: str = "openmvsep"
+    broker_visibility_seconds: float = 12 * 3600.0  # longer than the longest job (unacked work is re-sent after it)
+    worker_shutdown_seconds: float = 60.0  # `openmvsep worker` stopping: how long a job in hand may take to finish
+    reconcile_seconds: float = 2.0  # celery: how often an API process re-queues lost work and tops up the broker
     workers: int = 1
     worker_poll_seconds: float = 0.5
     lease_seconds: float = 60.0  # a claimed work item is lost after this long without a heartbeat
@@ -72,7 +86,17 @@ class Settings(BaseSettings):
 
     @cached_property
     def storage_dir(self) -> Path:
+        """The local storage directory (unused when storage_url is s3://)."""
+        if self.storage_url and not self.storage_url.startswith("s3://"):
+            return Path(self.storage_url.removeprefix("file://"))
         return self.data_dir / "storage"
+
+    @property
+    def scratch_root(self) -> Path:
+        """Local working files (uploads being received, outputs being encoded) of this machine's processes."""
+        if self.storage_url.startswith("s3://"):
+            return self.data_dir / "scratch"
+        return self.storage_dir / ".scratch"  # beside the files: moving a finished file in is a rename
 
     @property
     def effective_database_url(self) -> str:

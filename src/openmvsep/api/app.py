@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -22,8 +23,8 @@ from openmvsep.service.jobs import JobService
 from openmvsep.service.quality import QualityService, ensure_default_dataset
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
-from openmvsep.store.files import LocalStorage
 from openmvsep.store.migrate import upgrade
+from openmvsep.store.storage import make_storage
 
 log = logging.getLogger("openmvsep.api")
 
@@ -31,7 +32,8 @@ log = logging.getLogger("openmvsep.api")
 def build_context(settings: Settings, executor: Executor | None = None) -> AppContext:
     upgrade(settings.effective_database_url)
     db = Database(settings.effective_database_url)
-    storage_ = LocalStorage(settings.storage_dir)
+    storage_ = make_storage(settings)
+    storage_.sweep_dead_scratch()  # uploads a killed process was receiving
     runtime = engine_runtime(settings)
     catalog = Catalog.load(runnable_map(runtime))
     executor = executor or make_executor(settings)
@@ -64,9 +66,36 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     app.include_router(quality.router)
     app.include_router(storage.router)
 
-    @app.get("/health")
-    async def health():
+    database_was_down = False
+
+    @app.get("/health/live")
+    async def live():
+        """Liveness: the process answers (no database round trip; also the bare anchor of bench/api.py)."""
         return ok({"success": True, "status": "ok"})
+
+    @app.get("/health")
+    async def health(request: Request):
+        # One `SELECT 1`, cheap enough for a load balancer's probe every second. It runs in a thread under a
+        # deadline, so a database that swallows packets turns this process unhealthy instead of hanging probes.
+        nonlocal database_was_down
+        db = request.app.state.ctx.db
+
+        def select_one() -> None:
+            with db.read_engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, select_one), timeout=5.0)
+        except Exception as e:  # noqa: BLE001 - whatever the cause, this process cannot serve
+            why = "no answer within 5s" if isinstance(e, asyncio.TimeoutError) else f"unreachable ({type(e).__name__})"
+            if not database_was_down:  # once per outage, not once per probe
+                log.warning("health: the database is %s: %s", why, e)
+            database_was_down = True
+            return ok({"success": False, "status": "error", "database": why, "executor": settings.executor}, 503)
+        if database_was_down:
+            log.warning("health: the database answers again")
+            database_was_down = False
+        return ok({"success": True, "status": "ok", "database": "ok", "executor": settings.executor})
 
     @app.exception_handler(ValidationFailed)
     async def _validation(_: Request, e: ValidationFailed):

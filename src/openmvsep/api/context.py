@@ -12,14 +12,14 @@ from openmvsep.service.jobs import JobService
 from openmvsep.service.quality import QualityService
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
-from openmvsep.store.files import LocalStorage
+from openmvsep.store.files import Storage
 
 
 @dataclass
 class AppContext:
     settings: Settings
     db: Database
-    storage: LocalStorage
+    storage: Storage
     catalog: Catalog
     jobs: JobService
     quality: QualityService

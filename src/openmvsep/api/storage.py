@@ -1,21 +1,27 @@
-"""`/storage/...`: plain public downloads of inputs and results, with Range support."""
+"""`/storage/...`: plain public downloads of inputs and results, with Range support.
+
+A local store is served from its files; an S3 store is streamed through (or, with presigned URLs on,
+redirected to the store itself).
+"""
 
 from __future__ import annotations
 
 import mimetypes
+import re
 
 from fastapi import APIRouter, Request
-from starlette.responses import FileResponse
+from starlette.responses import FileResponse, RedirectResponse, StreamingResponse
 
 from openmvsep.api.context import ctx
 from openmvsep.api.responses import error
-from openmvsep.store.files import StorageKeyError
+from openmvsep.store.files import LocalStorage, StorageKeyError
 
 router = APIRouter()
 
 PUBLIC_PREFIXES = ("temp/", "processed/", "public/")  # public/: Quality Checker mixtures
 AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "m4a": "audio/mp4", "ogg": "audio/ogg",
                "aac": "audio/aac", "opus": "audio/opus", "mp4": "video/mp4", "aiff": "audio/aiff", "aif": "audio/aiff"}
+RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
 def content_type(name: str) -> str:
@@ -25,14 +31,42 @@ def content_type(name: str) -> str:
 
 @router.get("/storage/{key:path}")
 def download(request: Request, key: str):
-    storage = ctx(request).storage
+    c = ctx(request)
+    storage = c.storage
     if not key.startswith(PUBLIC_PREFIXES) or key.count("/") != 1:
         return error("File not found", 404)
+    name = key.rsplit("/", 1)[-1]
     try:
-        path = storage.path(key)
+        if isinstance(storage, LocalStorage):
+            path = storage.path(key)
+            if not path.is_file():
+                return error("File not found", 404)
+            # FileResponse answers Range requests with 206 and sends Content-Length and Accept-Ranges.
+            return FileResponse(path, media_type=content_type(name), filename=None)
+        size = storage.size(key)
     except StorageKeyError:
         return error("File not found", 404)
-    if not path.is_file():
+    if size is None:
         return error("File not found", 404)
-    # FileResponse answers Range requests with 206 and sends Content-Length and Accept-Ranges.
-    return FileResponse(path, media_type=content_type(key.rsplit("/", 1)[-1]), filename=None)
+    if c.settings.presigned_urls:
+        url = storage.presigned_url(key, name, c.settings.presigned_url_seconds)
+        if url:
+            return RedirectResponse(url, status_code=307)
+    return _stream(storage, key, size, content_type(name), request.headers.get("range"))
+
+
+def _stream(storage, key: str, size: int, media_type: str, range_header: str | None):  # noqa: ANN001
+    headers = {"Accept-Ranges": "bytes"}
+    match = RANGE.match(range_header.strip()) if range_header else None
+    if match is None or not any(match.groups()):
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(storage.read(key), media_type=media_type, headers=headers)
+    first, last = match.groups()
+    if first:
+        start, end = int(first), min(int(last) + 1, size) if last else size
+    else:  # "-N": the last N bytes
+        start, end = max(size - int(last), 0), size
+    if start >= size or start >= end:
+        return error("Range not satisfiable", 416)
+    headers.update({"Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)})
+    return StreamingResponse(storage.read(key, start, end), status_code=206, media_type=media_type, headers=headers)

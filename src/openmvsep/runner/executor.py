@@ -35,4 +35,8 @@ def make_executor(settings: Settings) -> Executor:
         from openmvsep.runner.local import LocalExecutor
 
         return LocalExecutor(settings)
-    raise ValueError(f"unknown executor {settings.executor!r} (this build has: local)")
+    if settings.executor == "celery":
+        from openmvsep.runner.celery_executor import CeleryExecutor
+
+        return CeleryExecutor(settings)
+    raise ValueError(f"unknown executor {settings.executor!r} (local or celery)")

@@ -1,20 +1,24 @@
-"""Retention: files of jobs past their expiry are deleted; the job rows stay (history shows them)."""
+"""The janitor: files of expired jobs (the rows stay: history shows them), zips of finished Quality Checker
+entries, dead processes' scratch, and stored files no row names."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 from sqlalchemy import select
 
 from openmvsep.store.db import Database, utcnow
-from openmvsep.store.files import LocalStorage
+from openmvsep.store.files import Storage
 from openmvsep.store.models import Job, QcEntry
 
-SCRATCH_MAX_AGE_S = 24 * 3600
+
+def sweep(db: Database, storage: Storage, orphan_grace_seconds: float) -> None:
+    """Everything the janitor does, in one pass."""
+    sweep_expired(db, storage)
+    sweep_orphans(db, storage, orphan_grace_seconds)
 
 
-def sweep_expired(db: Database, storage: LocalStorage, *, batch: int = 200) -> int:
+def sweep_expired(db: Database, storage: Storage, *, batch: int = 200) -> int:
     """Delete the files of expired jobs, and of failed or cancelled jobs' inputs. Returns jobs swept."""
     swept = 0
     while True:
@@ -33,11 +37,11 @@ def sweep_expired(db: Database, storage: LocalStorage, *, batch: int = 200) -> i
         if len(jobs) < batch:
             break
     _sweep_finished_submissions(db, storage)
-    _sweep_scratch(storage)
+    storage.sweep_dead_scratch()
     return swept
 
 
-def _sweep_finished_submissions(db: Database, storage: LocalStorage) -> None:
+def _sweep_finished_submissions(db: Database, storage: Storage) -> None:
     """Zips of Quality Checker entries whose scoring ended without their worker (given up after lost leases)."""
     with db.session() as s:
         entries = s.scalars(select(QcEntry).where(QcEntry.status.in_(("done", "failed")),
@@ -49,12 +53,39 @@ def _sweep_finished_submissions(db: Database, storage: LocalStorage) -> None:
         storage.delete(key)
 
 
-def _sweep_scratch(storage: LocalStorage) -> None:
-    """Scratch folders left by a process that died mid-upload or mid-job."""
-    root = storage.root / ".scratch"
-    if not root.is_dir():
-        return
-    cutoff = time.time() - SCRATCH_MAX_AGE_S
-    for entry in root.iterdir():
-        if entry.stat().st_mtime < cutoff:
-            shutil.rmtree(entry, ignore_errors=True)
+def sweep_orphans(db: Database, storage: Storage, grace_seconds: float) -> int:
+    """Stored inputs and submissions that no row names: a process stopped between storing a file and committing
+    its row. Only files older than `grace_seconds` (a create in flight stores its file before its row commits)."""
+    cutoff = time.time() - grace_seconds
+    removed = 0
+    for prefix, owners in (("temp", _job_owners), ("qc", _qc_owners)):
+        names = {key.split("/", 1)[1]: key for key, mtime in storage.list(prefix) if mtime < cutoff}
+        if names:
+            owned = owners(db, set(names))
+            for name, key in names.items():
+                if name not in owned:
+                    storage.delete(key)
+                    removed += 1
+    return removed
+
+
+def _job_owners(db: Database, names: set[str]) -> set[str]:
+    """The names that are a job's input: `<hash>` (the main input) or `<hash>.<role>`."""
+    candidates = {n: {n, n.rsplit(".", 1)[0]} for n in names}
+    hashes = _existing(db, Job.hash, set().union(*candidates.values()))
+    return {n for n, maybe in candidates.items() if maybe & hashes}
+
+
+def _qc_owners(db: Database, names: set[str]) -> set[str]:
+    ids = {n: int(n.split(".", 1)[0]) for n in names if n.split(".", 1)[0].isdigit()}
+    existing = _existing(db, QcEntry.id, set(ids.values()))
+    return {n for n, i in ids.items() if i in existing}
+
+
+def _existing(db: Database, column, values: set) -> set:  # noqa: ANN001
+    found: set = set()
+    values = list(values)
+    with db.reader() as s:
+        for i in range(0, len(values), 500):
+            found |= set(s.scalars(select(column).where(column.in_(values[i:i + 500]))))
+    return found

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import socket
 import threading
 import time
 import uuid
 
 from openmvsep.runner import queue
-from openmvsep.runner.janitor import sweep_expired
+from openmvsep.runner.housekeeping import Housekeeping
+from openmvsep.runner.lifetime import die_with_parent, parent_gone
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
-from openmvsep.store.files import LocalStorage
+from openmvsep.store.storage import make_storage
 
 log = logging.getLogger("openmvsep.executor")
 
@@ -26,14 +28,18 @@ def worker_name_prefix() -> str:
     return f"local:{socket.gethostname()}:"
 
 
-def _worker_main(settings_json: str, name: str, wake) -> None:  # noqa: ANN001
+def _worker_main(settings_json: str, name: str, wake, server_pid: int) -> None:  # noqa: ANN001
     """Entry point of a worker process: claim, run, and sleep until woken or the poll interval passes."""
     from openmvsep.runner.worker import Worker
+
+    die_with_parent()
+    if parent_gone(server_pid):  # it died before the line above took effect
+        return
 
     settings = Settings.model_validate_json(settings_json)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
     worker = Worker(settings, name)
-    while True:
+    while not parent_gone(server_pid):
         try:
             if worker.run_next():
                 continue
@@ -54,7 +60,7 @@ class LocalExecutor:
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
         self.db = Database(settings.effective_database_url)
-        self.storage = LocalStorage(settings.storage_dir)
+        self.storage = make_storage(settings)
 
     def _name(self, index: int) -> str:
         return f"{worker_name_prefix()}{self.boot}:{index}"
@@ -85,13 +91,13 @@ class LocalExecutor:
 
     def _spawn(self, index: int) -> None:
         name = self._name(index)
-        proc = self.ctx.Process(target=_worker_main, args=(self.settings.model_dump_json(), name, self.wake),
-                                name=f"openmvsep-worker-{index}", daemon=True)
+        proc = self.ctx.Process(target=_worker_main, name=f"openmvsep-worker-{index}", daemon=True,
+                                args=(self.settings.model_dump_json(), name, self.wake, os.getpid()))
         proc.start()
         self.procs[name] = proc
 
     def _supervise(self) -> None:
-        next_sweep = 0.0
+        housekeeping = Housekeeping(self.db, self.storage, self.settings)
         while not self._stop.wait(1.0):
             for name, proc in list(self.procs.items()):
                 if not proc.is_alive() and not self._stop.is_set():
@@ -101,11 +107,8 @@ class LocalExecutor:
                     self._spawn(int(name.rsplit(":", 1)[1]))
                     self.wake.set()
             try:
-                if queue.release_lost_work(self.db, self.settings.max_attempts):
+                if housekeeping.run_once():
                     self.wake.set()
-                if time.monotonic() >= next_sweep:
-                    sweep_expired(self.db, self.storage)
-                    next_sweep = time.monotonic() + self.settings.janitor_interval_seconds
             except Exception:
                 log.exception("supervisor error")
 

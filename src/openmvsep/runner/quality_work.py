@@ -15,13 +15,13 @@ from openmvsep.quality.submission import SubmissionError, open_submission
 from openmvsep.service.quality import dataset_of, submission_limits
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
-from openmvsep.store.files import LocalStorage
+from openmvsep.store.files import Storage
 from openmvsep.store.models import QcDataset, QcEntry, QcScore
 
 log = logging.getLogger("openmvsep.quality")
 
 
-def run_quality_claim(db: Database, storage: LocalStorage, settings: Settings, kind: str, entry_id: int,
+def run_quality_claim(db: Database, storage: Storage, settings: Settings, kind: str, entry_id: int,
                       worker: str) -> None:
     with db.reader() as s:
         entry = s.get(QcEntry, entry_id)
@@ -30,14 +30,15 @@ def run_quality_claim(db: Database, storage: LocalStorage, settings: Settings, k
         return
     dataset = dataset_of(dataset_row)
     try:
-        submission = open_submission(storage.path(entry.zip_key), dataset, submission_limits(settings))
-        if kind == "qc_sdr":
-            scores = score_sdr(dataset, submission, threads=settings.qc_threads)
-            final = not settings.qc_secondary_metrics
-        else:
-            scores = Scores(tuple(entry.stems), entry.tracks or {}, list(entry.warnings or []))
-            score_metrics(dataset, submission, scores)
-            final = True
+        with storage.local_file(entry.zip_key) as zip_path:  # S3: a local copy for this claim
+            submission = open_submission(zip_path, dataset, submission_limits(settings))
+            if kind == "qc_sdr":
+                scores = score_sdr(dataset, submission, threads=settings.qc_threads)
+                final = not settings.qc_secondary_metrics
+            else:
+                scores = Scores(tuple(entry.stems), entry.tracks or {}, list(entry.warnings or []))
+                score_metrics(dataset, submission, scores)
+                final = True
     except SubmissionError as e:
         _finish(db, storage, entry_id, worker, failed=str(e))
         return
@@ -51,7 +52,7 @@ def run_quality_claim(db: Database, storage: LocalStorage, settings: Settings, k
     _finish(db, storage, entry_id, worker, scores=scores, final=final)
 
 
-def _finish(db: Database, storage: LocalStorage, entry_id: int, worker: str, *, scores: Scores | None = None,
+def _finish(db: Database, storage: Storage, entry_id: int, worker: str, *, scores: Scores | None = None,
             final: bool = True, failed: str | None = None, note: str | None = None) -> None:
     drop_zip = None
     with db.session() as s:

@@ -18,6 +18,7 @@ from openmvsep.store.db import Database, utcnow
 from openmvsep.store.models import Job, QcEntry, RemoteJob, User, WorkItem
 
 JOB_STATUS_WHILE_RUNNING = {"whole": "processing", "chunk": "distributing", "merge": "merging"}
+FINISHED = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,16 @@ def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
         return Claim(item.kind, item.id, item.job_id, item.attempts)
 
 
+def waiting_work(db: Database) -> int:
+    """Pieces of work a worker could claim now."""
+    with db.reader() as s:
+        items = s.scalar(select(func.count()).select_from(WorkItem).where(WorkItem.status == "waiting"))
+        remote = s.scalar(select(func.count()).select_from(RemoteJob).where(RemoteJob.status == "waiting"))
+        queued_qc = [queued for queued, _ in QC_PHASES.values()]
+        qc = s.scalar(select(func.count()).select_from(QcEntry).where(QcEntry.status.in_(queued_qc)))
+    return int(items or 0) + int(remote or 0) + int(qc or 0)
+
+
 def _claim_qc(s: Session, kind: str, worker: str, lease) -> Claim | None:  # noqa: ANN001
     queued, running = QC_PHASES[kind]
     entry = s.scalar(select(QcEntry).where(QcEntry.status == queued).order_by(QcEntry.id).limit(1)
@@ -83,9 +94,36 @@ def extend_lease(db: Database, claim: Claim, worker: str, lease_seconds: float) 
                   .values(lease_until=utcnow() + timedelta(seconds=lease_seconds)))
 
 
+def lock_job(s: Session, job_id: int) -> Job:
+    """The job row, locked until the transaction ends (PostgreSQL; SQLite's write transaction locks all).
+
+    Workers on other machines finish chunks of the same job at the same time: whoever counts the finished
+    chunks or decides the job's fate must hold the job's row, or two of them each miss the other's chunk."""
+    return s.scalars(select(Job).where(Job.id == job_id).with_for_update().execution_options(
+        populate_existing=True)).one()
+
+
+def lock_item(s: Session, item_id: int) -> WorkItem:
+    return s.scalars(select(WorkItem).where(WorkItem.id == item_id).with_for_update().execution_options(
+        populate_existing=True)).one()
+
+
+def requeue_item(s: Session, item: WorkItem) -> None:
+    """Back to the queue for another attempt (its attempts already count the one that just ended), unless its
+    job has ended meanwhile (another piece failed it): then the piece ends too."""
+    job = lock_job(s, item.job_id)
+    if job.status in FINISHED:
+        item.status, item.lease_until = "failed", None
+        return
+    item.status, item.worker, item.lease_until = "waiting", None, None
+    if item.kind == "whole":
+        job.status = "waiting"
+    job.updated_at = utcnow()
+
+
 def fail_job(s: Session, job: Job, message: str) -> None:
     """Fail a job and give back what it cost, in the caller's transaction."""
-    if job.status in ("done", "failed", "cancelled"):
+    if job.status in FINISHED:
         return
     job.status, job.message = "failed", message
     job.finished_at = job.updated_at = utcnow()
@@ -100,7 +138,9 @@ def fail_job(s: Session, job: Job, message: str) -> None:
 def finish_item(s: Session, item: WorkItem) -> Job:
     """Mark an item done; when it was the last chunk, queue the merge. Returns the job."""
     item.status, item.lease_until = "done", None
-    job = s.get(Job, item.job_id)
+    job = lock_job(s, item.job_id)
+    if job.status in FINISHED:  # failed (and refunded) by another piece meanwhile: nothing more to queue
+        return job
     job.updated_at = utcnow()
     if item.kind == "chunk":
         job.finished_chunks = s.scalar(select(func.count()).select_from(WorkItem).where(
@@ -128,23 +168,21 @@ def release_lost_work(db: Database, max_attempts: int, *, workers: list[str] | N
                 cond.append(table.worker.like(f"{worker_prefix}%"))
             else:
                 cond.append(table.lease_until < now)
-            return s.scalars(select(table).where(*cond)).all()
+            # skip_locked: another API process or worker supervisor releasing the same rows right now wins
+            return s.scalars(select(table).where(*cond).with_for_update(skip_locked=True)).all()
 
         for item in lost(WorkItem):
             if item.status != "running":
                 continue
             released += 1
-            job = s.get(Job, item.job_id)
             if forgive:
                 item.attempts -= 1
             elif item.attempts >= max_attempts:
                 item.status = "failed"
-                fail_job(s, job, f"The separation failed: its worker stopped {item.attempts} times")
+                fail_job(s, lock_job(s, item.job_id),
+                         f"The separation failed: its worker stopped {item.attempts} times")
                 continue
-            item.status, item.worker, item.lease_until = "waiting", None, None
-            if item.kind == "whole":
-                job.status = "waiting"
-            job.updated_at = now
+            requeue_item(s, item)
         for remote in lost(RemoteJob):
             if remote.status != "processing":
                 continue

@@ -26,7 +26,8 @@ from openmvsep.service.naming import output_names
 from openmvsep.service.webhooks import send_webhook
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
-from openmvsep.store.files import LocalStorage
+from openmvsep.store.files import Storage
+from openmvsep.store.storage import make_storage
 from openmvsep.store.models import Job, WorkItem
 
 log = logging.getLogger("openmvsep.worker")
@@ -46,11 +47,11 @@ class JobFailure(Exception):
 
 class Worker:
     def __init__(self, settings: Settings, name: str, *, db: Database | None = None,
-                 storage: LocalStorage | None = None, catalog: Catalog | None = None):
+                 storage: Storage | None = None, catalog: Catalog | None = None):
         self.settings = settings
         self.name = name
         self.db = db or Database(settings.effective_database_url)
-        self.storage = storage or LocalStorage(settings.storage_dir)
+        self.storage = storage or make_storage(settings)
         self.runtime = engine_runtime(settings)
         self.catalog = catalog or Catalog.load(runnable_map(self.runtime))
         self.jobs = JobService(self.db, self.storage, settings, self.catalog, registry=self.runtime.registry)
@@ -106,11 +107,11 @@ class Worker:
             else:
                 files = self._merge(job, scratch)
                 self._complete(job, item, files)
-        except (JobFailure, audio.AudioError) as e:
+        except (JobFailure, audio.AudioError) as e:  # the same input would fail again: no retry
             self._fail(job, item, str(e))
-        except Exception as e:  # a bug or an engine error: the user gets a message, the worker goes on
-            log.exception("job %s failed", job.hash)
-            self._fail(job, item, f"Separation failed: {type(e).__name__}: {e}")
+        except Exception as e:  # an engine, storage or machine error: another attempt (maybe elsewhere) may pass
+            log.exception("job %s: work item %s failed (attempt %s)", job.hash, item.id, claim.attempts)
+            self._retry_or_fail(job, item, f"{type(e).__name__}: {e}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -126,9 +127,8 @@ class Worker:
             duration = None if last else (item.end_frame - item.start_frame) / rate
         inputs = {}
         for role in recipe.inputs:
-            data, _ = audio.read_audio(self.storage.path(job.inputs[role]["key"]), sample_rate=rate,
-                                       start=start, duration=duration)
-            inputs[role] = data
+            with self.storage.local_file(job.inputs[role]["key"]) as path:
+                inputs[role], _ = audio.read_audio(path, sample_rate=rate, start=start, duration=duration)
         try:
             stems, out_rate = recipe.run(inputs, rate, dict(job.options), self.runtime)
         except ModelUnavailable as e:
@@ -195,14 +195,15 @@ class Worker:
 
         def pieces(stem: str):  # noqa: ANN202 - one chunk file at a time: memory holds a single chunk
             for c in chunks:
-                data, _ = sf.read(self.storage.path(self._chunk_key(job, c.index, stem)), dtype="float32",
-                                  always_2d=True)
+                with self.storage.local_file(self._chunk_key(job, c.index, stem)) as path:
+                    data, _ = sf.read(path, dtype="float32", always_2d=True)
                 end = c.start_frame + data.shape[0]  # the last chunk runs to the real end of the input
                 yield Chunk(c.index, c.start_frame, end), data.T
 
-        with sf.SoundFile(self.storage.path(self._chunk_key(job, chunks[-1].index, stems[0]))) as f:
-            rate = f.samplerate
-            total = chunks[-1].start_frame + f.frames
+        with self.storage.local_file(self._chunk_key(job, chunks[-1].index, stems[0])) as path:
+            with sf.SoundFile(path) as f:
+                rate = f.samplerate
+                total = chunks[-1].start_frame + f.frames
         overlap = int(self.settings.chunk_overlap_seconds * rate)
         files = self._encode_outputs(
             job, ((stem, join_chunks(pieces(stem), total, overlap)) for stem in stems), rate, scratch)
@@ -212,11 +213,11 @@ class Worker:
 
     def _complete(self, job: Job, item: WorkItem, files: list[dict] | None) -> None:
         with self.db.session() as s:
-            db_item = s.get(WorkItem, item.id)
+            db_item = queue.lock_item(s, item.id)
             if db_item.status != "running" or db_item.worker != self.name:
                 return  # the lease was lost and someone else owns it now; their result counts
             current = queue.finish_item(s, db_item)
-            if files is not None:
+            if files is not None and current.status not in queue.FINISHED:
                 current.status, current.files = "done", files
                 current.finished_at = current.updated_at = utcnow()
         if files is not None:
@@ -225,12 +226,23 @@ class Worker:
 
     def _fail(self, job: Job, item: WorkItem, message: str) -> None:
         with self.db.session() as s:
-            db_item = s.get(WorkItem, item.id)
+            db_item = queue.lock_item(s, item.id)
             if db_item.status != "running" or db_item.worker != self.name:
                 return  # not ours any more: whoever holds it now decides
-            queue.fail_job(s, s.get(Job, job.id), message)
+            queue.fail_job(s, queue.lock_job(s, job.id), message)
         self.storage.delete_prefix(f"work/{job.id}")
         self._notify_webhook(job.hash)
+
+    def _retry_or_fail(self, job: Job, item: WorkItem, reason: str) -> None:
+        """Put the item back in the queue for another attempt, or fail the job (with a refund) after the last."""
+        with self.db.session() as s:
+            db_item = queue.lock_item(s, item.id)
+            if db_item.status == "running" and db_item.worker == self.name \
+                    and db_item.attempts < self.settings.max_attempts:
+                queue.requeue_item(s, db_item)
+                return
+            attempts = db_item.attempts
+        self._fail(job, item, f"The separation failed {attempts} times; last error: {reason}")
 
     def _notify_webhook(self, hash_value: str) -> None:
         with self.db.reader() as s:

@@ -30,7 +30,7 @@ from openmvsep.service.errors import ServiceError
 from openmvsep.service.naming import human_size, job_hash, split_name
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
-from openmvsep.store.files import LocalStorage
+from openmvsep.store.files import Storage
 from openmvsep.store.models import Job, RemoteJob, User, WorkItem
 
 PREMIUM, REGISTERED, UNREGISTERED = 2, 1, 0
@@ -104,7 +104,7 @@ def parse_output_format(value: str | None) -> int:
 
 
 class JobService:
-    def __init__(self, db: Database, storage: LocalStorage, settings: Settings, catalog: Catalog,
+    def __init__(self, db: Database, storage: Storage, settings: Settings, catalog: Catalog,
                  notify: Callable[[], None] = lambda: None, registry: WeightsRegistry | None = None):
         self.registry = registry  # to tell admins which weights a refused option needs
         self.db = db
@@ -388,6 +388,14 @@ class JobService:
     def url(self, path: str) -> str:
         return f"{self.settings.effective_public_url}{path}"
 
+    def file_url(self, key: str, download: str) -> str:
+        """Where a client downloads a stored file: the store itself (signed) when so configured, else here."""
+        if self.settings.presigned_urls:
+            signed = self.storage.presigned_url(key, download, self.settings.presigned_url_seconds)
+            if signed:
+                return signed
+        return self.url(f"/storage/{key}")
+
     def status_link(self, hash_value: str) -> str:
         return self.url(f"/api/separation/get?hash={quote(hash_value, safe='')}")
 
@@ -438,13 +446,14 @@ class JobService:
             data["tags"] = main["tags"]
         stem, ext = split_name(job.hash)
         host = urlsplit(self.settings.effective_public_url).hostname or "openmvsep"  # no port: ':' breaks names
+        input_download = f"{stem}_[{host}]" + (f".{ext}" if ext else "")
         data["input_file"] = {
-            "url": self.url(f"/storage/{main['key']}"),
+            "url": self.file_url(main["key"], input_download),
             "size": human_size(main["size"]),
-            "download": f"{stem}_[{host}]" + (f".{ext}" if ext else ""),
+            "download": input_download,
         }
         data["files"] = [
-            {"type": f["type"], "url": self.url(f"/storage/{f['key']}"), "download": f["download"],
+            {"type": f["type"], "url": self.file_url(f["key"], f["download"]), "download": f["download"],
              "size": human_size(f["bytes"]), "bytes": f["bytes"]}
             for f in (job.files or [])
         ]

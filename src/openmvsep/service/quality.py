@@ -13,6 +13,7 @@ from pathlib import Path
 from collections.abc import Callable
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from openmvsep.quality.datasets import Dataset, Song, load_dataset, write_mixtures_zip
@@ -23,7 +24,7 @@ from openmvsep.service import accounts
 from openmvsep.service.errors import NotFound, ServiceError
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
-from openmvsep.store.files import LocalStorage
+from openmvsep.store.files import Storage
 from openmvsep.store.models import QcDataset, QcEntry, QcScore
 
 # `proc` of an entry (MVSep's legend is unpublished; ours is documented in the README).
@@ -63,7 +64,7 @@ def parse_int(name: str, value: str | None, default: int) -> int:
 
 
 class QualityService:
-    def __init__(self, db: Database, storage: LocalStorage, settings: Settings,
+    def __init__(self, db: Database, storage: Storage, settings: Settings,
                  notify: Callable[[], None] = lambda: None):
         self.db = db
         self.storage = storage
@@ -257,9 +258,8 @@ def ensure_default_dataset(service: QualityService) -> None:
     settings = service.settings
     if settings.qc_default_dataset_tracks <= 0:
         return
-    with service.db.reader() as s:
-        if s.scalar(select(func.count()).select_from(QcDataset)):
-            return
+    if _has_datasets(service.db):
+        return
     root = settings.data_dir / "qc" / "synthetic"
     if not (root / "dataset.yaml").is_file():
         building = root.with_name(".synthetic.building")
@@ -268,4 +268,13 @@ def ensure_default_dataset(service: QualityService) -> None:
                            seconds=settings.qc_default_dataset_seconds)
         shutil.rmtree(root, ignore_errors=True)
         building.rename(root)
-    service.register_dataset(root)
+    try:
+        service.register_dataset(root)
+    except (ServiceError, IntegrityError):
+        if not _has_datasets(service.db):  # not another API process starting at the same time: a real error
+            raise
+
+
+def _has_datasets(db: Database) -> bool:
+    with db.reader() as s:
+        return bool(s.scalar(select(func.count()).select_from(QcDataset)))

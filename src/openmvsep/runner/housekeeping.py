@@ -1,0 +1,26 @@
+"""What some process must do now and then whatever the executor: take back work whose worker went silent
+(expired leases) and run the janitor. Idempotent, so several API processes may each do it."""
+
+from __future__ import annotations
+
+import time
+
+from openmvsep.runner import queue
+from openmvsep.runner.janitor import sweep
+from openmvsep.settings import Settings
+from openmvsep.store.db import Database
+from openmvsep.store.files import Storage
+
+
+class Housekeeping:
+    def __init__(self, db: Database, storage: Storage, settings: Settings):
+        self.db, self.storage, self.settings = db, storage, settings
+        self._next_sweep = 0.0
+
+    def run_once(self) -> int:
+        """One pass; returns how many pieces of work went back to the queue."""
+        released = queue.release_lost_work(self.db, self.settings.max_attempts)
+        if time.monotonic() >= self._next_sweep:
+            sweep(self.db, self.storage, self.settings.orphan_grace_seconds)
+            self._next_sweep = time.monotonic() + self.settings.janitor_interval_seconds
+        return released
