@@ -23,6 +23,7 @@ def test_delivery_settings():
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] == 7200
+    assert conf.broker_transport_options["confirm_publish"]  # RabbitMQ: sent means queued
     assert conf.task_default_queue == "q" and conf.task_ignore_result
     # longer than the longest input we accept, by default
     assert Settings().broker_visibility_seconds > Settings().max_input_seconds

@@ -30,7 +30,10 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         # Redis re-sends an unacknowledged message after this long: it must outlast the longest job.
-        broker_transport_options={"visibility_timeout": int(settings.broker_visibility_seconds)},
+        # RabbitMQ confirms each publish, so a sent message is in the queue (and counted by `queued_messages`)
+        # before `top_up` returns; without it a second top-up could count too few and send the same again.
+        broker_transport_options={"visibility_timeout": int(settings.broker_visibility_seconds),
+                                  "confirm_publish": True},
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
         task_serializer="json",
