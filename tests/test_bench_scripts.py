@@ -3,6 +3,7 @@ from a checkout, as the README runs them — bench/queue.py must not shadow the 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,3 +19,25 @@ def test_bench_script_starts(script):
                           timeout=120, cwd=BENCH.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage" in done.stdout.lower()
+
+
+def test_queue_bench_measures_both_executors():
+    """bench/queue.py brings up both deployments (real PostgreSQL and Redis for celery) and measures each."""
+    import json
+
+    from processes import PG_ADMIN
+
+    if os.environ.get("OPENMVSEP_SKIP_POSTGRES") == "1":
+        pytest.skip("PostgreSQL tests disabled (OPENMVSEP_SKIP_POSTGRES=1)")
+    postgres = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
+    done = subprocess.run([sys.executable, str(BENCH / "queue.py"), "--latency-jobs", "2", "--throughput-jobs", "2",
+                           "--postgres", postgres, "--json"], capture_output=True, text=True, timeout=300,
+                          cwd=BENCH.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert [r["executor"] for r in report["results"]] == ["local", "celery"]
+    for row in report["results"]:
+        assert 0 < row["latency_ms"]["min"] <= row["latency_ms"]["median"] <= row["latency_ms"]["p90"]
+        assert row["jobs_per_second"] > 0
+    assert report["results"][1]["database"].startswith("PostgreSQL")
+    assert report["celery_over_local"]["median"] > 0

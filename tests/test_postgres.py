@@ -12,9 +12,6 @@ from processes import postgres_database
 from openmvsep.runner import queue
 from openmvsep.store.models import CreditEntry
 
-pytestmark = pytest.mark.skipif(os.environ.get("OPENMVSEP_SKIP_POSTGRES") == "1", reason="PostgreSQL tests disabled")
-
-
 @pytest.fixture
 def pg_url():
     with postgres_database() as url:
