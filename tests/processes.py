@@ -172,16 +172,20 @@ class RedisServer:
 PG_ADMIN = os.environ.get("OPENMVSEP_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/postgres")
 
 
-@contextmanager
-def postgres_database():
-    """A new, empty PostgreSQL database on this machine's server; dropped afterwards.
-
-    OPENMVSEP_SKIP_POSTGRES=1 skips every test that asks for one (the README's switch for machines without)."""
-    import psycopg
+def skip_without_postgres() -> None:
+    """OPENMVSEP_SKIP_POSTGRES=1 skips every test that needs PostgreSQL (the README's switch for machines without)."""
     import pytest
 
     if os.environ.get("OPENMVSEP_SKIP_POSTGRES") == "1":
         pytest.skip("PostgreSQL tests disabled (OPENMVSEP_SKIP_POSTGRES=1)")
+
+
+@contextmanager
+def postgres_database():
+    """A new, empty PostgreSQL database on this machine's server; dropped afterwards."""
+    import psycopg
+
+    skip_without_postgres()
 
     name = f"openmvsep_test_{uuid.uuid4().hex[:10]}"
     admin = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")

@@ -3,7 +3,6 @@ from a checkout, as the README runs them — bench/queue.py must not shadow the 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +24,9 @@ def test_queue_bench_measures_both_executors():
     """bench/queue.py brings up both deployments (real PostgreSQL and Redis for celery) and measures each."""
     import json
 
-    from processes import PG_ADMIN
+    from processes import PG_ADMIN, skip_without_postgres
 
-    if os.environ.get("OPENMVSEP_SKIP_POSTGRES") == "1":
-        pytest.skip("PostgreSQL tests disabled (OPENMVSEP_SKIP_POSTGRES=1)")
+    skip_without_postgres()
     postgres = PG_ADMIN.replace("postgresql+psycopg://", "postgresql://")
     done = subprocess.run([sys.executable, str(BENCH / "queue.py"), "--latency-jobs", "2", "--throughput-jobs", "2",
                            "--postgres", postgres, "--json"], capture_output=True, text=True, timeout=300,
