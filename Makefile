@@ -2,25 +2,39 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test bench clean
+.PHONY: install run test lint bench clean
 
-install: $(STAMP)
+install: $(RUN_STAMP)
 
-# Reinstall only when the declared dependencies change. The Quality Checker's log-WMSE reads the hearing filter
-# shipped in torch-log-wmse 0.3.1, which declares torchaudio (no wheel for our torch): it goes in without deps.
-$(STAMP): pyproject.toml constraints.txt
+# `make run` installs what serving needs and nothing more; the test extras (pytest, SeaweedFS, celery, boto3,
+# the metric oracles) come only with `make test`. Each stamp reinstalls only when the declared dependencies
+# change. The Quality Checker's log-WMSE reads the hearing filter shipped in torch-log-wmse 0.3.1, which
+# declares torchaudio (no wheel for our torch): it goes in without deps, at run time too.
+$(RUN_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e .
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps torch-log-wmse==0.3.1
+	touch $@
+
+$(TEST_STAMP): $(RUN_STAMP) pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
-	$(BIN)/python -m pip install -q --no-deps torch-log-wmse==0.3.1
-	touch $(STAMP)
+	touch $@
 
 run: install
 	$(BIN)/openmvsep serve  # 127.0.0.1:8000 and ./data unless OPENMVSEP_* say otherwise
 
-test: install
+# The checks that keep the house in order (docs/architecture.md): lint and format, types, the layer contracts.
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: install

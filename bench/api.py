@@ -66,8 +66,9 @@ async def _load(port: int, path: str, seconds: float, concurrency: int, headers:
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}\r\n".encode()
     start = time.perf_counter()
-    results = await asyncio.gather(*(_connection("127.0.0.1", port, request, start + seconds)
-                                     for _ in range(concurrency)))
+    results = await asyncio.gather(
+        *(_connection("127.0.0.1", port, request, start + seconds) for _ in range(concurrency))
+    )
     elapsed = time.perf_counter() - start
     return sum(d for d, _ in results) / elapsed, sum(e for _, e in results)
 
@@ -87,13 +88,30 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data:
-        env = {**os.environ, "OPENMVSEP_DATA_DIR": data, "OPENMVSEP_WORKERS": "0",
-               "OPENMVSEP_RATE_LIMIT_PER_MINUTE": "0"}
-        token = subprocess.run([str(BIN / "openmvsep"), "user", "create", "--email", "bench@example.com",
-                                "--password", "benchmark"], env=env, check=True, capture_output=True,
-                               text=True).stdout.strip().splitlines()[-1]
-        server = subprocess.Popen([str(BIN / "openmvsep"), "serve", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "OPENMVSEP_DATA_DIR": data,
+            "OPENMVSEP_WORKERS": "0",
+            "OPENMVSEP_RATE_LIMIT_PER_MINUTE": "0",
+        }
+        subprocess.run([str(BIN / "openmvsep"), "db", "upgrade"], env=env, check=True, capture_output=True)
+        token = (
+            subprocess.run(
+                [str(BIN / "openmvsep"), "user", "create", "--email", "bench@example.com", "--password", "benchmark"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        server = subprocess.Popen(
+            [str(BIN / "openmvsep"), "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             for _ in range(200):
                 try:
@@ -103,9 +121,11 @@ def main() -> None:
                     time.sleep(0.1)
             audio = io.BytesIO()
             sf.write(audio, np.zeros((44100, 2), np.float32), 44100, format="WAV")
-            created = httpx.post(f"{base}/api/separation/create",
-                                 data={"api_token": token, "sep_type": "55", "add_opt1": "dsp"},
-                                 files={"audiofile": ("bench.wav", audio.getvalue(), "audio/wav")}).json()
+            created = httpx.post(
+                f"{base}/api/separation/create",
+                data={"api_token": token, "sep_type": "55", "add_opt1": "dsp"},
+                files={"audiofile": ("bench.wav", audio.getvalue(), "audio/wav")},
+            ).json()
             job = created["data"]["hash"]
             cases = [
                 ("bare /health/live", "/health/live", {}),
@@ -119,8 +139,9 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, path, headers in cases:
                     rounds[name].append(load(port, path, args.seconds, args.concurrency, headers))
-            results = {name: (statistics.median(r for r, _ in runs), sum(e for _, e in runs))
-                       for name, runs in rounds.items()}
+            results = {
+                name: (statistics.median(r for r, _ in runs), sum(e for _, e in runs)) for name, runs in rounds.items()
+            }
         finally:
             server.terminate()
             server.wait(timeout=20)

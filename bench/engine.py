@@ -63,11 +63,13 @@ def synth(seconds: float) -> np.ndarray:
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * RATE)) / RATE
     tones = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 3520 * t)
-    return np.stack([tones + 0.05 * rng.standard_normal(t.size), tones + 0.05 * rng.standard_normal(t.size)]
-                    ).astype(np.float32)
+    return np.stack([tones + 0.05 * rng.standard_normal(t.size), tones + 0.05 * rng.standard_normal(t.size)]).astype(
+        np.float32
+    )
 
 
 # ------------------------------------------------------------------ one measured run (a fresh process each)
+
 
 def run_ours(args: argparse.Namespace) -> dict:
     import torch
@@ -169,6 +171,7 @@ def run_reference(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------ driver
 
+
 def make_weights(family: str, path: Path) -> None:
     import torch
     from safetensors.torch import save_file
@@ -181,12 +184,30 @@ def make_weights(family: str, path: Path) -> None:
     save_file({k: v.contiguous().clone() for k, v in model.state_dict().items()}, str(path))
 
 
-def measure(python: str, role: str, family: str, work: Path, args: argparse.Namespace,
-            equality: bool = False) -> dict | None:
+def measure(
+    python: str, role: str, family: str, work: Path, args: argparse.Namespace, equality: bool = False
+) -> dict | None:
     out = work / f"{family}-{role}{'-bs1' if equality else ''}.npy"
-    cmd = [python, __file__, "--role", role, "--family", family, "--weights", str(work / f"{family}.safetensors"),
-           "--input", str(work / "mix.npy"), "--output", str(out), "--device", args.device, "--precision",
-           args.precision, "--batch-size", str(args.batch_size)] + (["--equality"] if equality else [])
+    cmd = [
+        python,
+        __file__,
+        "--role",
+        role,
+        "--family",
+        family,
+        "--weights",
+        str(work / f"{family}.safetensors"),
+        "--input",
+        str(work / "mix.npy"),
+        "--output",
+        str(out),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--batch-size",
+        str(args.batch_size),
+    ] + (["--equality"] if equality else [])
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
@@ -228,10 +249,28 @@ def memory_table(minutes: list[float]) -> None:
                 for _ in range(int(m * 6)):
                     w.write(synth(10.0))
             start = time.perf_counter()
-            r = subprocess.run(["/usr/bin/time", "-f", "%M", str(Path(sys.executable).parent / "openmvsep"), "infer",
-                                "--model-type", "bs_roformer", "--config", str(fixture / "config.yaml"),
-                                "--checkpoint", str(fixture / "weights.safetensors"), "--device", "cpu",
-                                "-o", str(Path(tmp) / "out"), str(src)], capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    "/usr/bin/time",
+                    "-f",
+                    "%M",
+                    str(Path(sys.executable).parent / "openmvsep"),
+                    "infer",
+                    "--model-type",
+                    "bs_roformer",
+                    "--config",
+                    str(fixture / "config.yaml"),
+                    "--checkpoint",
+                    str(fixture / "weights.safetensors"),
+                    "--device",
+                    "cpu",
+                    "-o",
+                    str(Path(tmp) / "out"),
+                    str(src),
+                ],
+                capture_output=True,
+                text=True,
+            )
             seconds = time.perf_counter() - start
             peak_kb = int(r.stderr.strip().splitlines()[-1]) if r.returncode == 0 else -1
             print(f"{m:12g} {peak_kb / 1024:14.0f} {seconds:9.1f}")
@@ -261,10 +300,14 @@ def main() -> None:
 
     families = [f for f in args.families.split(",") if f]
     has_oracle = Path(args.oracle).exists()
-    print(f"engine benchmark: {args.seconds:g} s stereo input, device {args.device}, precision {args.precision}, "
-          f"batch {args.batch_size}; reference: {'msst 0.1.0 via ' + args.oracle if has_oracle else 'not available'}")
-    print(f"{'family':18} {'ours s':>8} {'msst s':>8} {'speed-up':>9} {'ours MB':>9} {'msst MB':>9} {'SNR dB':>7} "
-          f"{'SNR bs1':>8}")
+    print(
+        f"engine benchmark: {args.seconds:g} s stereo input, device {args.device}, precision {args.precision}, "
+        f"batch {args.batch_size}; reference: {'msst 0.1.0 via ' + args.oracle if has_oracle else 'not available'}"
+    )
+    print(
+        f"{'family':18} {'ours s':>8} {'msst s':>8} {'speed-up':>9} {'ours MB':>9} {'msst MB':>9} {'SNR dB':>7} "
+        f"{'SNR bs1':>8}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         np.save(work / "mix.npy", synth(args.seconds))
@@ -280,8 +323,10 @@ def main() -> None:
                 a, b = np.load(ours["output"]), np.load(ref["output"])
                 quality = snr_db(b, a) if a.shape == b.shape else float("nan")
                 equal = equal_output_snr(family, ref, a, work, args)
-                line += (f"{ref['seconds']:8.2f} {ref['seconds'] / ours['seconds']:8.2f}x {ours['peak_mb']:9.0f} "
-                         f"{ref['peak_mb']:9.0f} {quality:7.1f} {equal:8.1f}")
+                line += (
+                    f"{ref['seconds']:8.2f} {ref['seconds'] / ours['seconds']:8.2f}x {ours['peak_mb']:9.0f} "
+                    f"{ref['peak_mb']:9.0f} {quality:7.1f} {equal:8.1f}"
+                )
             else:
                 line += f"{'-':>8} {'-':>9} {ours['peak_mb']:9.0f} {'-':>9} {'-':>7} {'-':>8}"
             print(line, flush=True)

@@ -75,8 +75,9 @@ def build(workdir: Path, tracks: int, stems: tuple[str, ...], seconds: float) ->
                 z.writestr(f"song_{t:03d}_{stem}.wav", buf.getbuffer())
             sf.write(song / "mixture.wav", np.clip(mixture, -32768, 32767).astype(np.int16), RATE, subtype="PCM_16")
             print(f"\rwriting track {t + 1}/{tracks}", end="", file=sys.stderr, flush=True)
-    (root / "dataset.yaml").write_text(json.dumps({"name": "Bench", "dataset_type": 0, "stems": list(stems),
-                                                   "sample_rate": RATE}))
+    (root / "dataset.yaml").write_text(
+        json.dumps({"name": "Bench", "dataset_type": 0, "stems": list(stems), "sample_rate": RATE})
+    )
     print(f"\rwrote {tracks} tracks in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return root, archive
 
@@ -147,16 +148,24 @@ def main() -> None:
             shutil.rmtree(args.workdir, ignore_errors=True)
 
     pairs = len(dataset.songs) * len(submission.stems)
-    print(f"submission: {len(dataset.songs)} tracks x {len(submission.stems)} stems x {args.seconds:g} s "
-          f"({zip_gb:.1f} GB zip), {args.threads} threads")
-    print(f"SDR only:     {sdr_s:8.1f} s  {'from a cold page cache' if cold else 'page cache as the writing left it'}"
-          f" ({sdr_s / pairs * 1000:.0f} ms per stem-track; target <= 30 s: {'met' if sdr_s <= 30 else 'NOT met'});"
-          f" again: {runs[1]:.1f} s")
+    print(
+        f"submission: {len(dataset.songs)} tracks x {len(submission.stems)} stems x {args.seconds:g} s "
+        f"({zip_gb:.1f} GB zip), {args.threads} threads"
+    )
+    print(
+        f"SDR only:     {sdr_s:8.1f} s  {'from a cold page cache' if cold else 'page cache as the writing left it'}"
+        f" ({sdr_s / pairs * 1000:.0f} ms per stem-track; target <= 30 s: {'met' if sdr_s <= 30 else 'NOT met'});"
+        f" again: {runs[1]:.1f} s"
+    )
     how = "measured" if args.full_metrics else f"measured on {len(subset.songs)} tracks, scaled"
-    print(f"all metrics:  {all_s:8.1f} s  ({how}; {measured / (len(subset.songs) * len(submission.stems)):.2f} s "
-          "per stem-track for the secondary metrics)")
-    print(f"framewise SDR, one 4-stem track of {args.museval_seconds:g} s: ours {ours_s * 1000:.1f} ms, "
-          f"museval {museval_s:.1f} s, ratio {museval_s / ours_s:.0f}x faster, max |diff| {diff:.2e} dB")
+    print(
+        f"all metrics:  {all_s:8.1f} s  ({how}; {measured / (len(subset.songs) * len(submission.stems)):.2f} s "
+        "per stem-track for the secondary metrics)"
+    )
+    print(
+        f"framewise SDR, one 4-stem track of {args.museval_seconds:g} s: ours {ours_s * 1000:.1f} ms, "
+        f"museval {museval_s:.1f} s, ratio {museval_s / ours_s:.0f}x faster, max |diff| {diff:.2e} dB"
+    )
     print("mean SDR: " + ", ".join(f"{s} {v:.4f}" for s, v in scores.to_json()["sdr"].items()))
 
 

@@ -48,8 +48,11 @@ BIN = Path(sys.executable).parent
 POLL_SECONDS = 0.02
 JOB_TIMEOUT_SECONDS = 120.0
 # Both deployments: nothing made at first start, no per-user or per-address limits in the way of a queue.
-COMMON_ENV = {"OPENMVSEP_QC_DEFAULT_DATASET_TRACKS": "0", "OPENMVSEP_FREE_CONCURRENT_JOBS": "0",
-              "OPENMVSEP_RATE_LIMIT_PER_MINUTE": "0"}
+COMMON_ENV = {
+    "OPENMVSEP_QC_DEFAULT_DATASET_TRACKS": "0",
+    "OPENMVSEP_FREE_CONCURRENT_JOBS": "0",
+    "OPENMVSEP_RATE_LIMIT_PER_MINUTE": "0",
+}
 JOB_FORM = {"sep_type": "55", "add_opt1": "dsp", "output_format": "1"}  # output_format 1: WAV
 
 
@@ -155,27 +158,48 @@ def deploy(executor: str, stack: ExitStack, args: argparse.Namespace) -> Deploym
         database, broker = f"SQLite {sqlite3.sqlite_version}", "none (in-process)"
     else:
         url, database = stack.enter_context(postgres_database(args.postgres))
-        env.update(OPENMVSEP_WORKERS="0", OPENMVSEP_DATABASE_URL=url, OPENMVSEP_BROKER_URL=args.broker,
-                   OPENMVSEP_CELERY_QUEUE=f"openmvsep-bench-{uuid.uuid4().hex[:8]}")
+        env.update(
+            OPENMVSEP_WORKERS="0",
+            OPENMVSEP_DATABASE_URL=url,
+            OPENMVSEP_BROKER_URL=args.broker,
+            OPENMVSEP_CELERY_QUEUE=f"openmvsep-bench-{uuid.uuid4().hex[:8]}",
+        )
         broker = f"{redis_version(args.broker)} at {args.broker}"
     # The settings exactly as the processes will read them from this environment.
-    settings = Settings(**{k.removeprefix("OPENMVSEP_").lower(): v for k, v in env.items()
-                           if k.startswith("OPENMVSEP_")})
+    settings = Settings(
+        **{k.removeprefix("OPENMVSEP_").lower(): v for k, v in env.items() if k.startswith("OPENMVSEP_")}
+    )
     # What decides how soon idle workers see new work: local workers are woken on create and poll besides;
     # celery workers wait on the broker, and an API process tops it up on create and every reconcile pass.
-    shown = ({"worker_poll_seconds": settings.worker_poll_seconds} if executor == "local"
-             else {"reconcile_seconds": settings.reconcile_seconds})
+    shown = (
+        {"worker_poll_seconds": settings.worker_poll_seconds}
+        if executor == "local"
+        else {"reconcile_seconds": settings.reconcile_seconds}
+    )
 
-    token = subprocess.run([str(BIN / "openmvsep"), "user", "create", "--email", "bench@example.com",
-                            "--password", "benchmark"], env=env, check=True, capture_output=True,
-                           text=True, timeout=120).stdout.strip().splitlines()[-1]
+    subprocess.run([str(BIN / "openmvsep"), "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
+    token = (
+        subprocess.run(
+            [str(BIN / "openmvsep"), "user", "create", "--email", "bench@example.com", "--password", "benchmark"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     port = free_port()
-    server = Process([str(BIN / "openmvsep"), "serve", "--port", str(port)], env, workdir / "serve.log",
-                     signal.SIGINT)
+    server = Process([str(BIN / "openmvsep"), "serve", "--port", str(port)], env, workdir / "serve.log", signal.SIGINT)
     stack.callback(server.stop)
     if executor == "celery":
-        worker = Process([str(BIN / "openmvsep"), "worker", "--concurrency", "2"],
-                         {**env, "OPENMVSEP_DEVICE": "cpu"}, workdir / "worker.log", signal.SIGTERM)
+        worker = Process(
+            [str(BIN / "openmvsep"), "worker", "--concurrency", "2"],
+            {**env, "OPENMVSEP_DEVICE": "cpu"},
+            workdir / "worker.log",
+            signal.SIGTERM,
+        )
         stack.callback(worker.stop)
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, server)
@@ -201,8 +225,11 @@ class Client:
         self.http = httpx.Client(base_url=dep.base, timeout=60, limits=httpx.Limits(max_connections=32))
 
     def create(self) -> str:
-        body = self.http.post("/api/separation/create", data={"api_token": self.dep.token, **JOB_FORM},
-                              files={"audiofile": ("bench.wav", self.song, "audio/wav")}).json()
+        body = self.http.post(
+            "/api/separation/create",
+            data={"api_token": self.dep.token, **JOB_FORM},
+            files={"audiofile": ("bench.wav", self.song, "audio/wav")},
+        ).json()
         if not body.get("success"):
             raise RuntimeError(f"create refused: {body}")
         return body["data"]["hash"]
@@ -292,8 +319,15 @@ def measure(executor: str, song: bytes, args: argparse.Namespace) -> Result:
         jps = throughput(client, pool, args.throughput_jobs)
     ms = sorted(x * 1000 for x in lat)
     p90 = statistics.quantiles(ms, n=10, method="inclusive")[-1] if len(ms) > 1 else ms[0]
-    return Result(executor, warmed, {"median": statistics.median(ms), "p90": p90, "min": ms[0]}, jps,
-                  dep.database, dep.broker, dep.settings)
+    return Result(
+        executor,
+        warmed,
+        {"median": statistics.median(ms), "p90": p90, "min": ms[0]},
+        jps,
+        dep.database,
+        dep.broker,
+        dep.settings,
+    )
 
 
 # -------------------------------------------------------------------- report
@@ -302,9 +336,13 @@ def measure(executor: str, song: bytes, args: argparse.Namespace) -> Result:
 def machine() -> dict[str, str | int]:
     from importlib.metadata import version
 
-    return {"cpus": os.cpu_count() or 0, "cpus_usable": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "openmvsep": version("openmvsep")}
+    return {
+        "cpus": os.cpu_count() or 0,
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "openmvsep": version("openmvsep"),
+    }
 
 
 def celery_over_local(results: list[Result]) -> dict[str, float] | None:
@@ -318,11 +356,15 @@ def celery_over_local(results: list[Result]) -> dict[str, float] | None:
 
 
 def print_table(results: list[Result], facts: dict, args: argparse.Namespace) -> None:
-    print(f"machine: {facts['cpus_usable']}/{facts['cpus']} CPUs usable, Python {facts['python']}, "
-          f"{facts['platform']}, openmvsep {facts['openmvsep']}")
-    print(f"job: sep_type 55 dsp, WAV out, 1 s stereo WAV; latency over {args.latency_jobs} sequential jobs "
-          f"(polled every {POLL_SECONDS * 1000:.0f} ms), throughput over {args.throughput_jobs} jobs "
-          f"({args.clients} creating threads); 2 workers each")
+    print(
+        f"machine: {facts['cpus_usable']}/{facts['cpus']} CPUs usable, Python {facts['python']}, "
+        f"{facts['platform']}, openmvsep {facts['openmvsep']}"
+    )
+    print(
+        f"job: sep_type 55 dsp, WAV out, 1 s stereo WAV; latency over {args.latency_jobs} sequential jobs "
+        f"(polled every {POLL_SECONDS * 1000:.0f} ms), throughput over {args.throughput_jobs} jobs "
+        f"({args.clients} creating threads); 2 workers each"
+    )
     for r in results:
         shown = ", ".join(f"{k}={v:g}" for k, v in r.settings.items())
         print(f"{r.executor:7} db {r.database}; broker {r.broker}; {shown}; {r.warm_up_jobs} warm-up jobs")
@@ -333,8 +375,10 @@ def print_table(results: list[Result], facts: dict, args: argparse.Namespace) ->
         print(f"{r.executor:12} {lat['median']:10.0f} {lat['p90']:8.0f} {lat['min']:8.0f} {r.jobs_per_second:8.2f}")
     ratio = celery_over_local(results)
     if ratio:
-        print(f"{'celery/local':12} {ratio['median']:10.2f} {ratio['p90']:8.2f} {ratio['min']:8.2f} "
-              f"{ratio['jobs_per_second']:8.2f}")
+        print(
+            f"{'celery/local':12} {ratio['median']:10.2f} {ratio['p90']:8.2f} {ratio['min']:8.2f} "
+            f"{ratio['jobs_per_second']:8.2f}"
+        )
 
 
 def main() -> None:
@@ -343,8 +387,11 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=20)
     parser.add_argument("--throughput-jobs", type=int, default=40)
     parser.add_argument("--clients", type=int, default=8, help="threads creating the throughput jobs")
-    parser.add_argument("--postgres", default="postgresql://root@127.0.0.1:5432/postgres",
-                        help="celery: a server where a throw-away database may be created (admin URL)")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://root@127.0.0.1:5432/postgres",
+        help="celery: a server where a throw-away database may be created (admin URL)",
+    )
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/0", help="celery: the Redis to use")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
@@ -365,10 +412,19 @@ def main() -> None:
             results.append(measure(executor, song, args))
     facts = machine()
     if args.json:
-        print(json.dumps({"machine": facts, "latency_jobs": args.latency_jobs,
-                          "throughput_jobs": args.throughput_jobs, "clients": args.clients,
-                          "results": [asdict(r) for r in results],
-                          "celery_over_local": celery_over_local(results)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "machine": facts,
+                    "latency_jobs": args.latency_jobs,
+                    "throughput_jobs": args.throughput_jobs,
+                    "clients": args.clients,
+                    "results": [asdict(r) for r in results],
+                    "celery_over_local": celery_over_local(results),
+                },
+                indent=2,
+            )
+        )
     else:
         print_table(results, facts, args)
 

@@ -29,25 +29,77 @@ RATE = 44100
 
 # name: (model_type, public config, overrides applied to the parsed YAML)
 FIXTURES = {
-    "bs_roformer": ("bs_roformer", "model_bs_roformer_ep_317_sdr_12.9755.yaml", {
-        "model": {"dim": 32, "depth": 1, "heads": 2, "dim_head": 16, "flash_attn": False, "mlp_expansion_factor": 1},
-        "audio": {"chunk_size": 11025}, "inference": {"num_overlap": 2}}),
-    "bs_roformer_variants": ("bs_roformer", "model_bs_roformer_ep_317_sdr_12.9755.yaml", {
-        "model": {"dim": 16, "depth": 2, "heads": 2, "dim_head": 8, "flash_attn": False, "linear_transformer_depth": 1,
-                  "skip_connection": True, "mask_estimator_depth": 1, "zero_dc": False},
-        "audio": {"chunk_size": 11025}, "inference": {"num_overlap": 4}}),
-    "mel_band_roformer": ("mel_band_roformer", "config_vocals_mel_band_roformer_kj.yaml", {
-        "model": {"dim": 16, "depth": 1, "heads": 2, "dim_head": 8, "flash_attn": False, "mlp_expansion_factor": 1},
-        "audio": {"chunk_size": 11025}, "inference": {"num_overlap": 2}}),
-    "mdx23c": ("mdx23c", "config_vocals_mdx23c.yaml", {
-        "model": {"num_channels": 8, "growth": 4, "num_scales": 2, "num_blocks_per_scale": 1, "bottleneck_factor": 2},
-        "audio": {"chunk_size": 512 * 15, "dim_t": 16, "n_fft": 2048, "hop_length": 512, "dim_f": 512},
-        "inference": {"num_overlap": 4, "dim_t": 16}}),
-    "scnet": ("scnet", "config_musdb18_scnet.yaml", {
-        "model": {"dims": [4, 8, 8, 16], "num_dplayer": 2},
-        # normalize off: the reference's demix does not normalise (its inference script does, around demix)
-        "audio": {"chunk_size": 1024 * 10}, "inference": {"num_overlap": 4, "normalize": False}}),
+    "bs_roformer": (
+        "bs_roformer",
+        "model_bs_roformer_ep_317_sdr_12.9755.yaml",
+        {
+            "model": {
+                "dim": 32,
+                "depth": 1,
+                "heads": 2,
+                "dim_head": 16,
+                "flash_attn": False,
+                "mlp_expansion_factor": 1,
+            },
+            "audio": {"chunk_size": 11025},
+            "inference": {"num_overlap": 2},
+        },
+    ),
+    "bs_roformer_variants": (
+        "bs_roformer",
+        "model_bs_roformer_ep_317_sdr_12.9755.yaml",
+        {
+            "model": {
+                "dim": 16,
+                "depth": 2,
+                "heads": 2,
+                "dim_head": 8,
+                "flash_attn": False,
+                "linear_transformer_depth": 1,
+                "skip_connection": True,
+                "mask_estimator_depth": 1,
+                "zero_dc": False,
+            },
+            "audio": {"chunk_size": 11025},
+            "inference": {"num_overlap": 4},
+        },
+    ),
+    "mel_band_roformer": (
+        "mel_band_roformer",
+        "config_vocals_mel_band_roformer_kj.yaml",
+        {
+            "model": {"dim": 16, "depth": 1, "heads": 2, "dim_head": 8, "flash_attn": False, "mlp_expansion_factor": 1},
+            "audio": {"chunk_size": 11025},
+            "inference": {"num_overlap": 2},
+        },
+    ),
+    "mdx23c": (
+        "mdx23c",
+        "config_vocals_mdx23c.yaml",
+        {
+            "model": {
+                "num_channels": 8,
+                "growth": 4,
+                "num_scales": 2,
+                "num_blocks_per_scale": 1,
+                "bottleneck_factor": 2,
+            },
+            "audio": {"chunk_size": 512 * 15, "dim_t": 16, "n_fft": 2048, "hop_length": 512, "dim_f": 512},
+            "inference": {"num_overlap": 4, "dim_t": 16},
+        },
+    ),
+    "scnet": (
+        "scnet",
+        "config_musdb18_scnet.yaml",
+        {
+            "model": {"dims": [4, 8, 8, 16], "num_dplayer": 2},
+            # normalize off: the reference's demix does not normalise (its inference script does, around demix)
+            "audio": {"chunk_size": 1024 * 10},
+            "inference": {"num_overlap": 4, "normalize": False},
+        },
+    ),
 }
+
 
 def merge(base: dict, overrides: dict) -> dict:
     out = copy.deepcopy(base)
@@ -86,8 +138,10 @@ def build(name: str, model_type: str, config_file: str, overrides: dict) -> None
     config_data["training"]["use_amp"] = False
     target = OUT / name
     target.mkdir(parents=True, exist_ok=True)
-    (target / "config.yaml").write_text(f"# {name}: shrunk from {config_file} for CPU tests (scripts/make_engine_fixtures.py)\n"
-                                        + yaml.dump(config_data, sort_keys=False))
+    (target / "config.yaml").write_text(
+        f"# {name}: shrunk from {config_file} for CPU tests (scripts/make_engine_fixtures.py)\n"
+        + yaml.dump(config_data, sort_keys=False)
+    )
     torch.manual_seed(1234)
     model, config = get_model_from_config(model_type, str(target / "config.yaml"))
     with torch.no_grad():
@@ -99,8 +153,10 @@ def build(name: str, model_type: str, config_file: str, overrides: dict) -> None
             if tensor.is_floating_point() and not key.endswith("freqs"):
                 tensor.copy_(tensor.half().float())
     model.eval()
-    state = {k: (v.half() if v.is_floating_point() and not k.endswith("freqs") else v).detach().contiguous().clone()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.half() if v.is_floating_point() and not k.endswith("freqs") else v).detach().contiguous().clone()
+        for k, v in model.state_dict().items()
+    }
     save_file(state, str(target / "weights.safetensors"))
     chunk = config_data["audio"]["chunk_size"]
     arrays = {}

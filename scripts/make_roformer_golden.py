@@ -16,7 +16,7 @@ from msst.models.bs_roformer.bs_roformer import BSRoformer
 from msst.models.bs_roformer.mel_band_roformer import MelBandRoformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engine"))
-import test_engine_roformer as t  # noqa: E402 - the test's models, weights and input, not a copy of them
+import test_engine_roformer as t
 
 
 def facts(family: str, kwargs: dict, active: list[int] | None) -> dict:
@@ -27,8 +27,11 @@ def facts(family: str, kwargs: dict, active: list[int] | None) -> dict:
         out = model(x) if active is None else model(x)[:, active]  # msst has no active_stem_ids: select after
     flat = out.flatten().double()
     picks = [round(i * (flat.numel() - 1) / 6) for i in range(7)]
-    return {"abs_sum": flat.abs().sum().item(), "sq_sum": (flat**2).sum().item(),
-            "samples": {i: flat[i].item() for i in picks}}
+    return {
+        "abs_sum": flat.abs().sum().item(),
+        "sq_sum": (flat**2).sum().item(),
+        "samples": {i: flat[i].item() for i in picks},
+    }
 
 
 def main() -> None:

@@ -11,18 +11,26 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from openmvsep.api.app import create_app
+from openmvsep.bootstrap import Services
 from openmvsep.runner.executor import NoExecutor
 from openmvsep.runner.worker import Worker
 from openmvsep.service import accounts
 from openmvsep.settings import Settings
+
 from servers import seaweedfs  # noqa: F401  (any test may ask for a real S3 store)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
-def make_settings(tmp_path: Path, **overrides) -> Settings:  # noqa: ANN003
-    base = dict(data_dir=tmp_path / "data", public_url="http://testserver", workers=0, rate_limit_per_minute=0,
-                janitor_interval_seconds=3600, qc_default_dataset_tracks=0)
+def make_settings(tmp_path: Path, **overrides) -> Settings:
+    base = dict(
+        data_dir=tmp_path / "data",
+        public_url="http://testserver",
+        workers=0,
+        rate_limit_per_minute=0,
+        janitor_interval_seconds=3600,
+        qc_default_dataset_tracks=0,
+    )
     base.update(overrides)
     return Settings(**base)
 
@@ -48,17 +56,16 @@ class Harness:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.app = create_app(settings, executor=NoExecutor())
+        self.ctx = Services(settings, executor=NoExecutor())  # the process's services, as the app holds them
+        self.app = create_app(self.ctx)
         self.client = TestClient(self.app)
         self.client.__enter__()
-        self.ctx = self.app.state.ctx
         self._worker: Worker | None = None
 
     @property
     def worker(self) -> Worker:
         if self._worker is None:
-            self._worker = Worker(self.settings, "test-worker", db=self.ctx.db, storage=self.ctx.storage,
-                                  catalog=self.ctx.catalog)
+            self._worker = self.ctx.worker("test-worker")
         return self._worker
 
     def run_all(self, limit: int = 100) -> int:
@@ -69,11 +76,11 @@ class Harness:
 
     def user(self, email: str = "u@example.com", *, credits: int = 0, premium: bool = False) -> str:
         with self.ctx.db.session() as s:
-            return accounts.create_user(s, email=email, password="password123", credits=credits,
-                                        premium=premium).api_token
+            return accounts.create_user(
+                s, email=email, password="password123", credits=credits, premium=premium
+            ).api_token
 
-    def create(self, token: str | None, audio_bytes: bytes | None = None, filename: str = "song.wav",
-               **fields) -> dict:  # noqa: ANN003
+    def create(self, token: str | None, audio_bytes: bytes | None = None, filename: str = "song.wav", **fields) -> dict:
         data = {"sep_type": "55", "add_opt1": "dsp", "output_format": "4", **fields}
         if token is not None:
             data["api_token"] = token
@@ -99,7 +106,7 @@ def harness(tmp_path):
 def make_harness(tmp_path):
     made = []
 
-    def factory(**overrides) -> Harness:  # noqa: ANN003
+    def factory(**overrides) -> Harness:
         h = Harness(make_settings(tmp_path / f"h{len(made)}", **overrides))
         made.append(h)
         return h

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,16 +24,25 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, workers: int = 1, port: int | None = None, **env):  # noqa: ANN003
+    def __init__(self, data_dir: Path, workers: int = 1, port: int | None = None, **env):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "OPENMVSEP_DATA_DIR": str(data_dir), "OPENMVSEP_WORKERS": str(workers),
-                    "OPENMVSEP_WORKER_POLL_SECONDS": "0.2", **{k: str(v) for k, v in env.items()}}
+        self.env = {
+            **os.environ,
+            "OPENMVSEP_DATA_DIR": str(data_dir),
+            "OPENMVSEP_WORKERS": str(workers),
+            "OPENMVSEP_WORKER_POLL_SECONDS": "0.2",
+            **{k: str(v) for k, v in env.items()},
+        }
         self.log_path = Path(data_dir).parent / f"serve-{self.port}.log"  # a file: a full pipe would block it
         Path(data_dir).parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([str(BIN / "openmvsep"), "serve", "--port", str(self.port)], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [str(BIN / "openmvsep"), "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -46,13 +54,19 @@ class Server:
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
 
     def curl(self, path: str, *args: str) -> dict:
-        out = subprocess.run(["curl", "-sS", "--fail-with-body", *args, self.url + path], check=True,
-                             capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run(
+            ["curl", "-sS", "--fail-with-body", *args, self.url + path],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         return json.loads(out)
 
     def cli(self, *args: str) -> str:
-        return subprocess.run([str(BIN / "openmvsep"), *args], env=self.env, check=True, capture_output=True,
-                              text=True, timeout=60).stdout
+        return subprocess.run(
+            [str(BIN / "openmvsep"), *args], env=self.env, check=True, capture_output=True, text=True, timeout=60
+        ).stdout
 
     def worker_pids(self) -> list[int]:
         pids = []
@@ -92,9 +106,13 @@ class CeleryWorkers:
 
     def __init__(self, env: dict[str, str], concurrency: int = 1, log: Path | None = None):
         self.log = open(log, "ab") if log else subprocess.DEVNULL
-        self.proc = subprocess.Popen([str(BIN / "openmvsep"), "worker", "--concurrency", str(concurrency)],
-                                     env={**env, "OPENMVSEP_DEVICE": "cpu"}, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(BIN / "openmvsep"), "worker", "--concurrency", str(concurrency)],
+            env={**env, "OPENMVSEP_DEVICE": "cpu"},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def children(self) -> list[int]:
         return [pid for pid, ppid in _processes() if ppid == self.proc.pid]
@@ -150,9 +168,23 @@ class RedisServer:
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.workdir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 20
         while time.time() < deadline:
             try:

@@ -83,8 +83,12 @@ class S3Bucket:
 
     def env(self) -> dict[str, str]:
         """Environment for a server or worker started as a subprocess."""
-        return {"OPENMVSEP_STORAGE_URL": self.url, "OPENMVSEP_S3_ENDPOINT": self.endpoint,
-                "OPENMVSEP_S3_REGION": "us-east-1", **credentials_env()}
+        return {
+            "OPENMVSEP_STORAGE_URL": self.url,
+            "OPENMVSEP_S3_ENDPOINT": self.endpoint,
+            "OPENMVSEP_S3_REGION": "us-east-1",
+            **credentials_env(),
+        }
 
 
 def credentials_env() -> dict[str, str]:
@@ -109,34 +113,55 @@ class SeaweedFS:
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports
         self.endpoint = f"http://127.0.0.1:{s3}"
         return [
-            self.weed, "server",
+            self.weed,
+            "server",
             f"-dir={self.directory / 'data'}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-            "-master.volumeSizeLimitMB=32", "-master.telemetry=false",
-            f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-            "-volume.max=200", "-volume.preStopSeconds=0",
-            "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-master.port.grpc={master_grpc}",
+            "-master.volumeSizeLimitMB=32",
+            "-master.telemetry=false",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volume_grpc}",
+            "-volume.max=200",
+            "-volume.preStopSeconds=0",
+            "-filer",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filer_grpc}",
             f"-filer.localSocket={self.directory / 'filer.sock'}",
-            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_grpc}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-s3.autoCreateBucket=false",  # as on AWS: writing to a missing bucket is an error
-            f"-s3.config={self.directory / 's3.json'}", f"-s3.localSocket={self.directory / 's3.sock'}",
+            f"-s3.config={self.directory / 's3.json'}",
+            f"-s3.localSocket={self.directory / 's3.sock'}",
         ]
 
     def start(self, timeout: float = 60.0) -> None:
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
         (self.directory / "master.toml").write_text(MASTER_TOML)
-        identity = {"name": "openmvsep", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                    "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+        identity = {
+            "name": "openmvsep",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
         (self.directory / "s3.json").write_text(json.dumps({"identities": [identity]}))
         # HOME and the working directory are the server's own folder, so no master.toml or security.toml of
         # the machine's user is picked up.
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.directory)}
         for attempt in range(3):
             with open(self.log_path, "ab") as log:
-                self.process = subprocess.Popen(self.command(), cwd=self.directory, env=env, stdout=log,
-                                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                self.process = subprocess.Popen(
+                    self.command(),
+                    cwd=self.directory,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent,
+                )
             try:
                 self._wait_writable(timeout)
                 return
@@ -199,14 +224,18 @@ class SeaweedFS:
                 if leftover.is_socket():
                     leftover.unlink(missing_ok=True)
 
-    def client(self, attempts: int = 3):  # noqa: ANN201 - a boto3 S3 client
+    def client(self, attempts: int = 3):
         import boto3
         from botocore.config import Config
 
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": attempts, "mode": "standard"}))
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": attempts, "mode": "standard"}),
+        )
 
     def new_bucket(self, prefix: str = "openmvsep") -> S3Bucket:
         """A fresh empty bucket; `prefix` is the folder the app keeps its keys under ("" for the root)."""

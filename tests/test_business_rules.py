@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from conftest import stereo_mix, wav_bytes
 from openmvsep.service.jobs import credits_for
 from openmvsep.store.models import CreditEntry, Job, User, WorkItem
+
+from conftest import stereo_mix, wav_bytes
 
 SONG = wav_bytes(stereo_mix(2.0))
 
@@ -18,8 +19,10 @@ def balance(h, token) -> int:
 def ledger(h, token) -> list[tuple[int, str]]:
     with h.ctx.db.reader() as s:
         uid = s.scalar(select(User.id).where(User.api_token == token))
-        return [(e.delta, e.reason) for e in s.scalars(select(CreditEntry).where(CreditEntry.user_id == uid)
-                                                       .order_by(CreditEntry.id))]
+        return [
+            (e.delta, e.reason)
+            for e in s.scalars(select(CreditEntry).where(CreditEntry.user_id == uid).order_by(CreditEntry.id))
+        ]
 
 
 def test_credit_formula():
@@ -31,14 +34,30 @@ def test_credit_formula():
 
 
 def test_register_login_and_token(harness):
-    r = harness.client.post("/api/app/register", data={"name": "Ann", "email": "ann@example.com",
-                                                       "password": "secret-pass", "password_confirmation": "secret-pass"})
+    r = harness.client.post(
+        "/api/app/register",
+        data={
+            "name": "Ann",
+            "email": "ann@example.com",
+            "password": "secret-pass",
+            "password_confirmation": "secret-pass",
+        },
+    )
     assert r.json() == {"success": True, "message": "Account verification email sent to ann@example.com"}
-    again = harness.client.post("/api/app/register", data={"name": "Ann", "email": "ann@example.com",
-                                                           "password": "secret-pass", "password_confirmation": "secret-pass"})
+    again = harness.client.post(
+        "/api/app/register",
+        data={
+            "name": "Ann",
+            "email": "ann@example.com",
+            "password": "secret-pass",
+            "password_confirmation": "secret-pass",
+        },
+    )
     assert again.status_code == 400 and again.json()["message"] == {"email": ["The email has already been taken."]}
-    mismatch = harness.client.post("/api/app/register", data={"name": "B", "email": "b@example.com",
-                                                              "password": "secret-pass", "password_confirmation": "x"})
+    mismatch = harness.client.post(
+        "/api/app/register",
+        data={"name": "B", "email": "b@example.com", "password": "secret-pass", "password_confirmation": "x"},
+    )
     assert "password" in mismatch.json()["message"]
     bad = harness.client.post("/api/app/login", data={"email": "ann@example.com", "password": "wrong-pass"})
     assert bad.status_code == 400 and bad.json()["success"] is False
@@ -116,8 +135,9 @@ def test_queue_order_premium_first_then_fifo(harness):
     order = []
     while harness.worker.run_next():
         with harness.ctx.db.reader() as s:
-            order.append(s.scalar(select(Job.hash).where(Job.status == "done").order_by(Job.finished_at.desc(),
-                                                                                        Job.id.desc())))
+            order.append(
+                s.scalar(select(Job.hash).where(Job.status == "done").order_by(Job.finished_at.desc(), Job.id.desc()))
+            )
     assert order == [p, a, b]
 
 
@@ -172,8 +192,10 @@ def test_long_filenames_toggle_changes_names(harness):
     harness.run_all()
     short_names = [f["download"] for f in harness.get(short)["data"]["files"]]
     long_names = [f["download"] for f in harness.get(long_)["data"]["files"]]
-    assert short_names == ["my-song_phantomcentreextraction_mt_dsp_center.wav",
-                           "my-song_phantomcentreextraction_mt_dsp_wide.wav"]
+    assert short_names == [
+        "my-song_phantomcentreextraction_mt_dsp_center.wav",
+        "my-song_phantomcentreextraction_mt_dsp_wide.wav",
+    ]
     assert all(n.startswith("my-song_phantom-centre-extraction_") for n in long_names)
     assert [n.rsplit("_", 1)[1] for n in long_names] == ["center.wav", "wide.wav"]
 

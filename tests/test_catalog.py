@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import json
-from pathlib import Path
 
 import pytest
 
+from openmvsep.algorithms.choice import Choice
 from openmvsep.service.catalog import (
     DSP_CENTRE_KEY,
     MAX_TEXT_CHARS,
@@ -19,10 +19,18 @@ from openmvsep.service.catalog import (
     php_pretty_json,
 )
 
-SHARED_DUMP = Path("/work/shared/mvsep/algorithms-2026.json")
+from conftest import SHARED
+
+SHARED_DUMP = SHARED / "mvsep" / "algorithms-2026.json"
 ADDITIVE_KEYS = ("is_available", "available_keys")
-EXTRA_SEP_TYPES = {62: "no_upload", 68: "matchering_upload", 104: "no_upload", 115: "no_upload",
-                   118: "no_upload", 119: "no_upload"}
+EXTRA_SEP_TYPES = {
+    62: "no_upload",
+    68: "matchering_upload",
+    104: "no_upload",
+    115: "no_upload",
+    118: "no_upload",
+    119: "no_upload",
+}
 
 
 def _data_file(name: str) -> list[dict]:
@@ -41,8 +49,9 @@ def catalog() -> Catalog:
 
 def _strip_additive(element: dict) -> dict:
     element = {k: v for k, v in element.items() if k not in ADDITIVE_KEYS}
-    element["algorithm_fields"] = [{k: v for k, v in f.items() if k not in ADDITIVE_KEYS}
-                                   for f in element["algorithm_fields"]]
+    element["algorithm_fields"] = [
+        {k: v for k, v in f.items() if k not in ADDITIVE_KEYS} for f in element["algorithm_fields"]
+    ]
     return element
 
 
@@ -92,10 +101,17 @@ def test_extra_fields_follow_the_api_page() -> None:
     assert fields(62) == [("add_opt1", "prompt", "textarea"), ("add_opt2", "length", "select")]
     assert fields(104) == [("add_opt1", "model_type", "select"), ("add_opt2", "text", "textarea")]
     assert fields(115) == [("add_opt1", "text", "textarea"), ("add_opt2", "speaker", "select")]
-    assert fields(118) == [("add_opt1", "text", "textarea"), ("add_opt2", "speaker", "select"),
-                           ("add_opt3", "language", "select"), ("add_opt4", "instruct", "textarea")]
-    assert fields(119) == [("add_opt1", "text", "textarea"), ("add_opt2", "instruct", "textarea"),
-                           ("add_opt3", "language", "select")]
+    assert fields(118) == [
+        ("add_opt1", "text", "textarea"),
+        ("add_opt2", "speaker", "select"),
+        ("add_opt3", "language", "select"),
+        ("add_opt4", "instruct", "textarea"),
+    ]
+    assert fields(119) == [
+        ("add_opt1", "text", "textarea"),
+        ("add_opt2", "instruct", "textarea"),
+        ("add_opt3", "language", "select"),
+    ]
     bark_speakers = list(json.loads(RAW_BY_SEP_TYPE[115]["algorithm_fields"][1]["options"]))
     assert len(bark_speakers) == 130 and bark_speakers[0] == "en_0" and bark_speakers[-1] == "zh_9"
 
@@ -126,7 +142,8 @@ def test_served_elements_equal_the_raw_data_apart_from_the_additive_keys(catalog
         if element["render_id"] == 55:  # the one intended difference: the DSP option
             field = expected["algorithm_fields"][0]
             field["options"] = php_pretty_json(
-                {**json.loads(field["options"]), DSP_CENTRE_KEY: "Phantom Centre (DSP, no download)"})
+                {**json.loads(field["options"]), DSP_CENTRE_KEY: "Phantom Centre (DSP, no download)"}
+            )
         assert _strip_additive(element) == expected
 
 
@@ -141,18 +158,21 @@ def test_listing_json_is_the_listing_serialised(catalog: Catalog) -> None:
     assert json.loads(catalog.list_json("no_upload")) == catalog.list("no_upload")
 
 
-@pytest.mark.parametrize(("scopes", "expected"), [
-    (None, "dump"),
-    ("", "dump"),
-    ([], "dump"),
-    ("single_upload", "dump"),
-    ("bogus", "dump"),
-    ("no_upload", [62, 104, 115, 118, 119]),
-    ("matchering_upload", [68]),
-    ("no_upload, matchering_upload", [62, 68, 104, 115, 118, 119]),
-    (["no_upload", "bogus"], [62, 104, 115, 118, 119]),
-    ("single_upload,matchering_upload", "dump+68"),
-])
+@pytest.mark.parametrize(
+    ("scopes", "expected"),
+    [
+        (None, "dump"),
+        ("", "dump"),
+        ([], "dump"),
+        ("single_upload", "dump"),
+        ("bogus", "dump"),
+        ("no_upload", [62, 104, 115, 118, 119]),
+        ("matchering_upload", [68]),
+        ("no_upload, matchering_upload", [62, 68, 104, 115, 118, 119]),
+        (["no_upload", "bogus"], [62, 104, 115, 118, 119]),
+        ("single_upload,matchering_upload", "dump+68"),
+    ],
+)
 def test_scopes_filter_the_listing(catalog: Catalog, scopes, expected) -> None:
     dump_ids = [e["render_id"] for e in DUMP]
     wanted = {"dump": dump_ids, "dump+68": dump_ids + [68]}[expected] if isinstance(expected, str) else expected
@@ -185,8 +205,10 @@ def test_only_runnable_algorithms_are_available(catalog: Catalog) -> None:
 
 def test_fields_not_named_in_runnable_accept_every_key() -> None:
     catalog = Catalog.load({40: {"add_opt1": ["81"]}, 103: None})
-    fields = {f["name"]: f["available_keys"] for f in next(e for e in catalog.list(None)
-                                                           if e["render_id"] == 40)["algorithm_fields"]}
+    fields = {
+        f["name"]: f["available_keys"]
+        for f in next(e for e in catalog.list(None) if e["render_id"] == 40)["algorithm_fields"]
+    }
     assert fields == {"add_opt1": ["81"], "add_opt2": ["2", "8"], "add_opt3": ["0", "1"]}
     vibevoice = next(e for e in catalog.list(None) if e["render_id"] == 103)
     assert [f["available_keys"] for f in vibevoice["algorithm_fields"]] == [["0", "1"], [], ["0", "1"]]
@@ -199,12 +221,15 @@ def test_a_field_with_no_runnable_key_makes_the_algorithm_unavailable() -> None:
     assert catalog.runnable_sep_types() == []
 
 
-@pytest.mark.parametrize("runnable", [
-    {999: None},
-    {20: {"add_opt2": ["0"]}},
-    {20: {"add_opt1": ["nope"]}},
-    {103: {"add_opt2": ["x"]}},
-])
+@pytest.mark.parametrize(
+    "runnable",
+    [
+        {999: None},
+        {20: {"add_opt2": ["0"]}},
+        {20: {"add_opt1": ["nope"]}},
+        {103: {"add_opt2": ["x"]}},
+    ],
+)
 def test_bad_runnable_specs_fail_at_start_up(runnable) -> None:
     with pytest.raises(ValueError):
         Catalog.load(runnable)
@@ -248,10 +273,13 @@ def test_resolve_strips_values(catalog: Catalog) -> None:
 
 def test_resolve_text_fields(catalog: Catalog) -> None:
     resolved = catalog.resolve(120, {"add_opt1": "  Hello there.\nSecond line  ", "add_opt3": "german"})
-    assert resolved == {"text": "Hello there.\nSecond line", "ref_text": "", "language": "german",
-                        "extract_type": "0"}
-    assert catalog.resolve(118, {"add_opt1": "Hi"}) == {"text": "Hi", "speaker": "ryan", "language": "auto",
-                                                         "instruct": ""}
+    assert resolved == {"text": "Hello there.\nSecond line", "ref_text": "", "language": "german", "extract_type": "0"}
+    assert catalog.resolve(118, {"add_opt1": "Hi"}) == {
+        "text": "Hi",
+        "speaker": "ryan",
+        "language": "auto",
+        "instruct": "",
+    }
     assert catalog.resolve(119, {"add_opt1": "Hi", "add_opt2": "A calm old man"})["instruct"] == "A calm old man"
     catalog.resolve(103, {"add_opt2": "x" * MAX_TEXT_CHARS})
     with pytest.raises(OptionError, match="too long"):
@@ -281,11 +309,19 @@ def test_output_labels_bs_roformer(catalog: Catalog) -> None:
     assert bs_roformer.output_labels(catalog.resolve(40, {})) == {"vocals": "Vocals", "other": "Other"}
     assert bs_roformer.output_labels({"model_type": "171"}) == {"vocals": "Vocals", "instrum": "Instrumental"}
     with_fullness = bs_roformer.output_labels({"model_type": "171", "extract_type": "1"})
-    assert list(with_fullness) == ["vocals", "instrum", "vocals-fullness-level-1", "instrum-fullness-level-1",
-                                   "vocals-fullness-level-2", "vocals-fullness-level-3"]
+    assert list(with_fullness) == [
+        "vocals",
+        "instrum",
+        "vocals-fullness-level-1",
+        "instrum-fullness-level-1",
+        "vocals-fullness-level-2",
+        "vocals-fullness-level-3",
+    ]
     # extract_type is hidden for model 81, so its "add" override does not apply.
-    assert bs_roformer.output_labels({"model_type": "81", "extract_type": "1"}) == {"vocals": "Vocals",
-                                                                                     "other": "Other"}
+    assert bs_roformer.output_labels({"model_type": "81", "extract_type": "1"}) == {
+        "vocals": "Vocals",
+        "other": "Other",
+    }
 
 
 def test_output_labels_phantom_centre(catalog: Catalog) -> None:
@@ -309,8 +345,7 @@ def test_output_labels_fall_back_to_output_stems() -> None:
     element = copy.deepcopy(RAW_BY_SEP_TYPE[66])
     element["outputs"] = None
     element["output_variants"] = None
-    assert Algorithm.from_element(element).output_labels({}) == {"acoustic-guitar": "Acoustic guitar",
-                                                                 "other": "Other"}
+    assert Algorithm.from_element(element).output_labels({}) == {"acoustic-guitar": "Acoustic guitar", "other": "Other"}
     assert Catalog.load({68: None}).get(68).output_labels({}) == {"result": "Result"}  # type: ignore[union-attr]
 
 
@@ -335,22 +370,25 @@ def test_premium_only_algorithms() -> None:
 
 
 def test_unavailable_reason(catalog: Catalog) -> None:
-    assert catalog.unavailable_reason(55, {"model_type": DSP_CENTRE_KEY}) is None
-    assert catalog.unavailable_reason(68, {}) is None
+    assert catalog.unavailable_reason(Choice.of(55, {"model_type": DSP_CENTRE_KEY})) is None
+    assert catalog.unavailable_reason(Choice.of(68, {})) is None
 
-    message = catalog.unavailable_reason(55, {"model_type": "1"})
-    assert message == ("Phantom Centre extraction with model_type=1 cannot run on this server: its model weights "
-                       "are not installed. Runnable here: model_type=dsp (Phantom Centre (DSP, no download)).")
+    message = catalog.unavailable_reason(Choice.of(55, {"model_type": "1"}))
+    assert message == (
+        "Phantom Centre extraction with model_type=1 cannot run on this server: its model weights "
+        "are not installed. Runnable here: model_type=dsp (Phantom Centre (DSP, no download))."
+    )
 
-    assert catalog.unavailable_reason(40, catalog.resolve(40, {})) == (
-        "BS Roformer (vocals, instrumental) (sep_type 40) has no engine on this server yet.")
-    assert catalog.unavailable_reason(999, {}) == "Separation type 999 does not exist."
+    assert catalog.unavailable_reason(catalog.resolve(40, {})) == (
+        "BS Roformer (vocals, instrumental) (sep_type 40) has no engine on this server yet."
+    )
+    assert catalog.unavailable_reason(Choice.of(999, {})) == "Separation type 999 does not exist."
 
 
 def test_unavailable_reason_names_every_refused_option() -> None:
     catalog = Catalog.load({40: {"add_opt1": ["81"], "add_opt2": ["2"], "add_opt3": ["0"]}})
-    assert catalog.unavailable_reason(40, {"model_type": "81", "overlap": "2", "extract_type": "0"}) is None
-    message = catalog.unavailable_reason(40, {"model_type": "5", "overlap": "8", "extract_type": "1"})
+    assert catalog.unavailable_reason(Choice.of(40, {"model_type": "81", "overlap": "2", "extract_type": "0"})) is None
+    message = catalog.unavailable_reason(Choice.of(40, {"model_type": "5", "overlap": "8", "extract_type": "1"}))
     assert message is not None
     # extract_type is hidden for model 5, so only the two visible refusals are named.
     assert message.startswith("BS Roformer (vocals, instrumental) with model_type=5, overlap=8 cannot run")

@@ -7,11 +7,12 @@ import uuid
 
 import pytest
 
-from conftest import Harness, make_settings, stereo_mix, wav_bytes
 from openmvsep.runner.celery_app import make_celery, queued_messages, top_up
 from openmvsep.runner.celery_pool import CeleryWorkerPool, Slot, plan_slots
-from openmvsep.runner.queue import waiting_work
+from openmvsep.service.lifecycle import waiting_work
 from openmvsep.settings import Settings
+
+from conftest import Harness, make_settings, stereo_mix, wav_bytes
 
 BROKER = "redis://127.0.0.1:6379/14"
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"

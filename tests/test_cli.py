@@ -29,9 +29,37 @@ def test_db_upgrade_creates_schema(tmp_path):
     db.dispose()
 
 
+def test_admin_commands_refuse_a_data_dir_without_a_database(tmp_path):
+    """Run from the wrong folder, an admin command must not make a second, empty database there."""
+    for args in (
+        ("user", "create", "--email", "a@example.com", "--password", "password123"),
+        ("user", "list"),
+        ("news", "add", "--title", "t", "--text", "x"),
+        ("qc", "dataset", "list"),
+    ):
+        done = run(tmp_path, *args, check=False)
+        assert done.returncode == 1, args
+        assert f"data directory: {(tmp_path / 'data').resolve()}" in done.stderr
+        assert "no openmvsep database" in done.stderr and "OPENMVSEP_DATA_DIR" in done.stderr
+    assert not (tmp_path / "data" / "openmvsep.db").exists()
+
+
 def test_user_create_prints_token_last_and_list_shows_it(tmp_path):
-    out = run(tmp_path, "user", "create", "--email", "a@example.com", "--password", "password123", "--name", "Ann",
-              "--premium", "--credits", "42").stdout
+    run(tmp_path, "db", "upgrade")
+    out = run(
+        tmp_path,
+        "user",
+        "create",
+        "--email",
+        "a@example.com",
+        "--password",
+        "password123",
+        "--name",
+        "Ann",
+        "--premium",
+        "--credits",
+        "42",
+    ).stdout
     token = out.strip().splitlines()[-1]
     assert len(token) == 30 and token.isalnum()
     listed = run(tmp_path, "user", "list").stdout
@@ -41,12 +69,14 @@ def test_user_create_prints_token_last_and_list_shows_it(tmp_path):
 
 
 def test_news_add_is_served(tmp_path):
+    run(tmp_path, "db", "upgrade")
     run(tmp_path, "news", "add", "--title", "Hello", "--text", "<p>First</p>", "--lang", "en")
     from fastapi.testclient import TestClient
 
     from openmvsep.api.app import create_app
+    from openmvsep.bootstrap import Services
 
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data", workers=0))) as client:
+    with TestClient(create_app(Services(Settings(data_dir=tmp_path / "data", workers=0)))) as client:
         news = client.get("/api/app/news", params={"lang": "en"}).json()
     assert [(n["title"], n["text"], n["status"]) for n in news] == [("Hello", "<p>First</p>", 1)]
 

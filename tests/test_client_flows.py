@@ -18,9 +18,9 @@ import pytest
 import soundfile as sf
 from argon2 import PasswordHasher
 
-from conftest import stereo_mix, wav_bytes
 from openmvsep.service import accounts
-from openmvsep.service.news import add_news
+
+from conftest import stereo_mix, wav_bytes
 
 REAL_BASE = "https://mvsep.com"
 TEST_BASE = "http://testserver"
@@ -34,23 +34,31 @@ class RequestsLike:
     which the examples never rely on, and a bare file object gets a guessed Content-Type (requests sends none).
     """
 
-    def __init__(self, client) -> None:  # noqa: ANN001
+    def __init__(self, client) -> None:
         self.client = client
         self.calls: list[tuple[str, str, int]] = []
 
-    def request(self, method: str, url: str, params: dict | None = None, data: dict | None = None,
-                files: dict | None = None, headers: dict | None = None, stream: bool = False,  # noqa: ARG002
-                timeout: float | None = None):  # noqa: ANN201, ARG002
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict | None = None,
+        data: dict | None = None,
+        files: dict | None = None,
+        headers: dict | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+    ):
         url = url.replace(REAL_BASE, TEST_BASE)
         assert url.startswith(TEST_BASE), f"the example would leave the server: {url}"
         r = self.client.request(method, url, params=params, data=data, files=files or None, headers=headers)
         self.calls.append((method, url.removeprefix(TEST_BASE).split("?")[0], r.status_code))
         return r
 
-    def get(self, url: str, **kw: Any):  # noqa: ANN201
+    def get(self, url: str, **kw: Any):
         return self.request("GET", url, **kw)
 
-    def post(self, url: str, **kw: Any):  # noqa: ANN201
+    def post(self, url: str, **kw: Any):
         return self.request("POST", url, **kw)
 
 
@@ -61,7 +69,7 @@ def cheap_password_hashing(monkeypatch):
 
 
 @pytest.fixture
-def requests(harness) -> RequestsLike:  # noqa: ANN001
+def requests(harness) -> RequestsLike:
     return RequestsLike(harness.client)
 
 
@@ -106,8 +114,9 @@ def ex1_get_separation_types(requests: RequestsLike) -> list[str]:
     return lines
 
 
-def ex1_create_separation(requests: RequestsLike, path: Path, token: str, sep_type: str,
-                          add_opt1: str = "", add_opt2: str = "") -> tuple[str, int]:
+def ex1_create_separation(
+    requests: RequestsLike, path: Path, token: str, sep_type: str, add_opt1: str = "", add_opt2: str = ""
+) -> tuple[str, int]:
     """ex1/ex2: every field a `(None, value)` multipart part, the file as an open handle, wav 16-bit output."""
     with open(path, "rb") as audiofile:
         files = {
@@ -190,7 +199,7 @@ def test_ex2_processes_a_folder_one_file_at_a_time(harness, requests, tmp_path):
     for path in inputs:
         hash_value, code = ex1_create_separation(requests, path, token, "55", add_opt1="", add_opt2="")
         assert code == 200
-        for polls in range(360):
+        for polls in range(360):  # noqa: B007 - counted after the loop
             if ex2_get_result(requests, hash_value, out):
                 break
             harness.worker.run_next()  # in place of time.sleep(10)
@@ -206,28 +215,48 @@ def test_ex2_processes_a_folder_one_file_at_a_time(harness, requests, tmp_path):
 class MVSEPClient:
     """ex3 `mvsep_client.py` (MVSEPClient): base_url attribute, form `data=`, retry rules, polling by status."""
 
-    def __init__(self, requests: RequestsLike, api_key: str, worker_step) -> None:  # noqa: ANN001
+    def __init__(self, requests: RequestsLike, api_key: str, worker_step) -> None:
         self.requests = requests
         self.api_key = api_key
         self.base_url = "https://mvsep.com/api"
         self.headers = {"User-Agent": "MVSEP Python Client/0.1"}
         self.worker_step = worker_step  # replaces time.sleep(self.retry_interval) while polling
 
-    def _make_request(self, method: str, endpoint: str, params: dict | None = None, data: dict | None = None,
-                      files: dict | None = None):  # noqa: ANN202
+    def _make_request(
+        self,
+        method: str,
+        endpoint: str,
+        params: dict | None = None,
+        data: dict | None = None,
+        files: dict | None = None,
+    ):
         url = f"{self.base_url}/{endpoint.lstrip('/')}"
-        response = self.requests.request(method, url, params=params, data=data, files=files, headers=self.headers,
-                                         timeout=30)
+        response = self.requests.request(
+            method, url, params=params, data=data, files=files, headers=self.headers, timeout=30
+        )
         # ex3 sleeps and retries on 429, on every 400 and on 5xx (30 times, 20 s apart): here that is a failure.
         assert response.status_code not in (400, 429) and response.status_code < 500, (
-            f"ex3 would retry {method} {endpoint}: {response.status_code} {response.text}")
+            f"ex3 would retry {method} {endpoint}: {response.status_code} {response.text}"
+        )
         assert response.status_code < 400, f"ex3 raises on {response.status_code}"
         return response
 
-    def create_separation(self, file_path: Path, sep_type: int, add_opt1: str = "", add_opt2: str = "",
-                          add_opt3: str = "", output_format: int = 0, is_demo: bool = False) -> dict:
-        data = {"api_token": self.api_key, "sep_type": str(sep_type), "output_format": str(output_format),
-                "is_demo": "1" if is_demo else "0"}
+    def create_separation(
+        self,
+        file_path: Path,
+        sep_type: int,
+        add_opt1: str = "",
+        add_opt2: str = "",
+        add_opt3: str = "",
+        output_format: int = 0,
+        is_demo: bool = False,
+    ) -> dict:
+        data = {
+            "api_token": self.api_key,
+            "sep_type": str(sep_type),
+            "output_format": str(output_format),
+            "is_demo": "1" if is_demo else "0",
+        }
         for opt, val in (("add_opt1", add_opt1), ("add_opt2", add_opt2), ("add_opt3", add_opt3)):
             if val is not None:
                 data[opt] = str(val)
@@ -311,7 +340,7 @@ class MVSEPClient:
 
 
 @pytest.fixture
-def ex3(harness, requests) -> MVSEPClient:  # noqa: ANN001
+def ex3(harness, requests) -> MVSEPClient:
     client = MVSEPClient(requests, harness.user(credits=10), harness.worker.run_next)
     client.base_url = f"{TEST_BASE}/api"  # the one-line base URL override ex3 allows
     return client
@@ -324,8 +353,9 @@ def test_ex3_separate_command(harness, ex3, tmp_path):
     assert "\t\tdsp: Phantom Centre (DSP, no download)" in algos[55]  # KeyError here if 55 were missing
     _write_inputs(tmp_path / "in")
     out = tmp_path / "out"
-    hashes = ex3.process_directory(tmp_path / "in", out, output_format=1, sep_type=55, add_opt1="", add_opt2="",
-                                   add_opt3="")
+    hashes = ex3.process_directory(
+        tmp_path / "in", out, output_format=1, sep_type=55, add_opt1="", add_opt2="", add_opt3=""
+    )
     assert len(hashes) == 2
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 4 and all(n.endswith(("_center.wav", "_wide.wav")) for n in names)
@@ -336,8 +366,7 @@ def test_ex3_separate_command(harness, ex3, tmp_path):
 
 
 def test_ex3_account_calls(harness, ex3, tmp_path):
-    with harness.ctx.db.session() as s:
-        add_news(s, "January updates", "<ol><li>Faster</li></ol>", "en")
+    harness.ctx.news.add("January updates", "<ol><li>Faster</li></ol>", "en")
     _write_inputs(tmp_path / "in")
     (tmp_path / "in" / "second.flac").unlink()
 

@@ -4,7 +4,6 @@ worker`, S3-compatible storage on a real SeaweedFS server) — and the faults sc
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -17,26 +16,31 @@ import pytest
 import soundfile as sf
 from sqlalchemy import select
 
-from conftest import stereo_mix
-from processes import CeleryWorkers, RedisServer, Server, free_port, postgres_database
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.models import CreditEntry, Job, WorkItem
 from openmvsep.store.storage import make_storage
 
+from conftest import stereo_mix
+from processes import CeleryWorkers, RedisServer, Server, free_port, postgres_database
+
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 
 FAST_FAILOVER = {  # a dead worker's work comes back within seconds
-    "OPENMVSEP_LEASE_SECONDS": "4", "OPENMVSEP_HEARTBEAT_SECONDS": "1", "OPENMVSEP_RECONCILE_SECONDS": "0.5",
-    "OPENMVSEP_WORKER_POLL_SECONDS": "0.2", "OPENMVSEP_QC_DEFAULT_DATASET_TRACKS": "0",
+    "OPENMVSEP_LEASE_SECONDS": "4",
+    "OPENMVSEP_HEARTBEAT_SECONDS": "1",
+    "OPENMVSEP_RECONCILE_SECONDS": "0.5",
+    "OPENMVSEP_WORKER_POLL_SECONDS": "0.2",
+    "OPENMVSEP_QC_DEFAULT_DATASET_TRACKS": "0",
 }
 
 
 class Cluster:
     """An API server and two worker processes with either executor; the workers stop and start on demand."""
 
-    def __init__(self, executor: str, tmp_path: Path, stack: ExitStack, *, broker_url: str | None = None,
-                 s3=None, **env: str):  # noqa: ANN001
+    def __init__(
+        self, executor: str, tmp_path: Path, stack: ExitStack, *, broker_url: str | None = None, s3=None, **env: str
+    ):
         self.executor = executor
         self.tmp_path = tmp_path
         self.data = tmp_path / "data"
@@ -60,9 +64,12 @@ class Cluster:
             self.server.stop()
             self.server = Server(self.data, workers=2, port=self.port, **self.env)
         else:
-            for i in range(pools):
-                self.pools.append(CeleryWorkers(self.server.env, concurrency=2 // pools,
-                                                log=self.tmp_path / f"worker-{len(self.pools)}.log"))
+            for _ in range(pools):
+                self.pools.append(
+                    CeleryWorkers(
+                        self.server.env, concurrency=2 // pools, log=self.tmp_path / f"worker-{len(self.pools)}.log"
+                    )
+                )
 
     def restart_api(self, kill: bool = False) -> None:
         if kill:
@@ -82,14 +89,15 @@ class Cluster:
             try:
                 with make_celery(self.settings()).connection_for_write() as conn:
                     conn.default_channel.queue_delete(self.env["OPENMVSEP_CELERY_QUEUE"])
-            except Exception:  # noqa: BLE001 - a stopped private broker has nothing to clean
+            except Exception:
                 pass
 
     # ---------------------------------------------------------------- what the tests look at
 
     def settings(self) -> Settings:
-        values = {k.removeprefix("OPENMVSEP_").lower(): v for k, v in self.server.env.items()
-                  if k.startswith("OPENMVSEP_")}
+        values = {
+            k.removeprefix("OPENMVSEP_").lower(): v for k, v in self.server.env.items() if k.startswith("OPENMVSEP_")
+        }
         return Settings(**values)
 
     def db(self) -> Database:
@@ -102,12 +110,23 @@ class Cluster:
     def create(self, token: str, seconds: float, name: str = "song.flac") -> str:
         song = self.tmp_path / name
         sf.write(song, stereo_mix(seconds).T, 44100)
-        body = self.server.curl("/api/separation/create", "-F", f"api_token={token}", "-F", "sep_type=55",
-                                "-F", "add_opt1=dsp", "-F", "output_format=2", "-F", f"audiofile=@{song}")
+        body = self.server.curl(
+            "/api/separation/create",
+            "-F",
+            f"api_token={token}",
+            "-F",
+            "sep_type=55",
+            "-F",
+            "add_opt1=dsp",
+            "-F",
+            "output_format=2",
+            "-F",
+            f"audiofile=@{song}",
+        )
         assert body["success"], body
         return body["data"]["hash"]
 
-    def wait(self, hash_value: str, wanted=("done", "failed"), timeout: float = 120) -> dict:  # noqa: ANN001
+    def wait(self, hash_value: str, wanted=("done", "failed"), timeout: float = 120) -> dict:
         return self.server.wait_status(hash_value, set(wanted), timeout)
 
     def ledger(self, email: str) -> list[tuple[str, int]]:
@@ -117,8 +136,12 @@ class Cluster:
         try:
             with db.reader() as s:
                 user = s.scalars(select(User).where(User.email == email)).one()
-                return [(e.reason, e.delta) for e in s.scalars(
-                    select(CreditEntry).where(CreditEntry.user_id == user.id).order_by(CreditEntry.id))]
+                return [
+                    (e.reason, e.delta)
+                    for e in s.scalars(
+                        select(CreditEntry).where(CreditEntry.user_id == user.id).order_by(CreditEntry.id)
+                    )
+                ]
         finally:
             db.dispose()
 
@@ -136,8 +159,15 @@ class Cluster:
 def cluster(request, tmp_path):
     with ExitStack() as stack:
         s3 = request.getfixturevalue("seaweedfs") if request.param == "celery" else None
-        yield Cluster(request.param, tmp_path, stack, s3=s3, OPENMVSEP_CHUNK_THRESHOLD_SECONDS="8",
-                      OPENMVSEP_CHUNK_SECONDS="2", OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.1")
+        yield Cluster(
+            request.param,
+            tmp_path,
+            stack,
+            s3=s3,
+            OPENMVSEP_CHUNK_THRESHOLD_SECONDS="8",
+            OPENMVSEP_CHUNK_SECONDS="2",
+            OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.1",
+        )
 
 
 # -------------------------------------------------------------------- the lifecycle, both executors
@@ -227,13 +257,18 @@ def test_api_process_killed_mid_upload_leaves_nothing(cluster):
     # A 40 MB upload, cut off half-way by SIGKILL.
     with socket.create_connection(("127.0.0.1", cluster.port)) as conn:
         boundary = "x" * 20
-        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"api_token\"\r\n\r\n{token}\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"sep_type\"\r\n\r\n55\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"audiofile\"; filename=\"big.wav\"\r\n"
-                "Content-Type: audio/wav\r\n\r\n").encode()
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="api_token"\r\n\r\n{token}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="sep_type"\r\n\r\n55\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="audiofile"; filename="big.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
         total = len(head) + 40_000_000 + len(f"\r\n--{boundary}--\r\n")
-        conn.sendall(f"POST /api/separation/create HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
-                     f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode() + head)
+        conn.sendall(
+            f"POST /api/separation/create HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode()
+            + head
+        )
         for _ in range(20):
             conn.sendall(b"\0" * 1_000_000)
         cluster.env["OPENMVSEP_ORPHAN_GRACE_SECONDS"] = "0"  # no create is in flight after the kill
@@ -260,9 +295,16 @@ def celery_cluster(tmp_path, seaweedfs):
     with ExitStack() as stack:
         redis = RedisServer(tmp_path / "redis")
         stack.callback(redis.stop)
-        c = Cluster("celery", tmp_path, stack, broker_url=redis.url, s3=seaweedfs,
-                    OPENMVSEP_CHUNK_THRESHOLD_SECONDS="1", OPENMVSEP_CHUNK_SECONDS="0.5",
-                    OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.05")
+        c = Cluster(
+            "celery",
+            tmp_path,
+            stack,
+            broker_url=redis.url,
+            s3=seaweedfs,
+            OPENMVSEP_CHUNK_THRESHOLD_SECONDS="1",
+            OPENMVSEP_CHUNK_SECONDS="0.5",
+            OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.05",
+        )
         c.redis = redis
         yield c
 
@@ -371,9 +413,15 @@ def test_rabbitmq_broker_runs_jobs(tmp_path):
         if probe.connect_ex(("127.0.0.1", 5672)) != 0:
             pytest.skip("no RabbitMQ on 127.0.0.1:5672")
     with ExitStack() as stack:
-        c = Cluster("celery", tmp_path, stack, broker_url="amqp://guest:guest@127.0.0.1:5672//",
-                    OPENMVSEP_CHUNK_THRESHOLD_SECONDS="3", OPENMVSEP_CHUNK_SECONDS="1",
-                    OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.1")
+        c = Cluster(
+            "celery",
+            tmp_path,
+            stack,
+            broker_url="amqp://guest:guest@127.0.0.1:5672//",
+            OPENMVSEP_CHUNK_THRESHOLD_SECONDS="3",
+            OPENMVSEP_CHUNK_SECONDS="1",
+            OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.1",
+        )
         token = c.user("p@example.com", credits=10, premium=True)
         c.start_workers()
         hashes = [c.create(token, 1.0), c.create(token, 4.0, "long.flac")]
@@ -387,14 +435,17 @@ def test_api_processes_starting_together_on_a_fresh_database(tmp_path):
     import threading
 
     with postgres_database() as url:
-        env = {"OPENMVSEP_DATABASE_URL": url, "OPENMVSEP_QC_DEFAULT_DATASET_TRACKS": "1",
-               "OPENMVSEP_QC_DEFAULT_DATASET_SECONDS": "1"}
+        env = {
+            "OPENMVSEP_DATABASE_URL": url,
+            "OPENMVSEP_QC_DEFAULT_DATASET_TRACKS": "1",
+            "OPENMVSEP_QC_DEFAULT_DATASET_SECONDS": "1",
+        }
         servers, errors = [], []
 
         def start(i: int) -> None:
             try:
                 servers.append(Server(tmp_path / f"api{i}" / "data", workers=0, **env))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 errors.append(e)
 
         threads = [threading.Thread(target=start, args=(i,)) for i in range(3)]

@@ -11,17 +11,18 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from conftest import SHARED, stereo_mix, wav_bytes
 from openmvsep.service import accounts
-from openmvsep.service.news import add_news
 from openmvsep.settings import Settings
 from openmvsep.store.models import Job, RemoteJob
+
+from conftest import SHARED, stereo_mix, wav_bytes
 
 BASE = "http://testserver"
 PM_FILE = SHARED / "mvsep" / "postman-collection.json"
@@ -47,8 +48,21 @@ DEVLOG_FILE = {
 
 # Keys whose value is a JSON array by contract: only there may `[]` appear (PHP serialises an empty map as `[]`,
 # which strict clients reject where an object is expected).
-LIST_KEYS = frozenset({"errors", "files", "current_queue", "algorithm_fields", "algorithm_descriptions",
-                       "price_rules", "conditions", "available_keys", "streams", "value_json", "transcription"})
+LIST_KEYS = frozenset(
+    {
+        "errors",
+        "files",
+        "current_queue",
+        "algorithm_fields",
+        "algorithm_descriptions",
+        "price_rules",
+        "conditions",
+        "available_keys",
+        "streams",
+        "value_json",
+        "transcription",
+    }
+)
 
 SHORT_AUDIO = wav_bytes(stereo_mix(1.0))
 
@@ -69,13 +83,15 @@ def _postman_examples() -> tuple[tuple[str, str, str, int, Any], ...]:
     out = []
     for item in walk(json.loads(PM_FILE.read_text("utf-8"))["item"]):
         for example in item.get("response", []):
-            out.append((item["name"], example["name"], item["request"]["method"], example["code"],
-                        json.loads(example["body"])))
+            out.append(
+                (item["name"], example["name"], item["request"]["method"], example["code"], json.loads(example["body"]))
+            )
     return tuple(out)
 
 
-def pm(name: str, *, code: int = 200, method: str | None = None,
-       where: Callable[[Any], bool] = lambda body: True) -> Any:
+def pm(
+    name: str, *, code: int = 200, method: str | None = None, where: Callable[[Any], bool] = lambda body: True
+) -> Any:
     """The captured body of the first Postman example whose request or example is called `name`."""
     for req_name, example_name, req_method, req_code, body in _postman_examples():
         if name in (req_name, example_name) and req_code == code and method in (None, req_method) and where(body):
@@ -112,8 +128,16 @@ def json_type(value: Any) -> str:
     raise TypeError(f"not a JSON value: {value!r}")
 
 
-def assert_shape(ours: Any, ref: Any, path: str = "$", *, extra: Iterable[str] = (), optional: Iterable[str] = (),
-                 nullable: Iterable[str] = (), open_maps: Iterable[str] = ()) -> None:
+def assert_shape(
+    ours: Any,
+    ref: Any,
+    path: str = "$",
+    *,
+    extra: Iterable[str] = (),
+    optional: Iterable[str] = (),
+    nullable: Iterable[str] = (),
+    open_maps: Iterable[str] = (),
+) -> None:
     """`ours` has the structure of the captured `ref`: same keys, same JSON type per key, recursively.
 
     Paths look like `$.data.files[].url`. `extra`: paths of keys ours may add (CONTRACT: additive); `optional`:
@@ -129,7 +153,8 @@ def assert_shape(ours: Any, ref: Any, path: str = "$", *, extra: Iterable[str] =
     if ours is None and path in nullable:
         return
     assert json_type(ours) == json_type(ref), (
-        f"{path}: {json_type(ours)} ({ours!r:.80}) but MVSep sends {json_type(ref)}")
+        f"{path}: {json_type(ours)} ({ours!r:.80}) but MVSep sends {json_type(ref)}"
+    )
     if isinstance(ref, dict):
         missing = {k for k in ref if k not in ours and f"{path}.{k}" not in optional}
         assert not missing, f"{path}: keys missing: {sorted(missing)}"
@@ -156,7 +181,7 @@ def assert_no_empty_array_objects(body: Any, path: str = "$", array_keys: frozen
             assert_no_empty_array_objects(value, f"{path}[]", array_keys)
 
 
-def assert_json(r, *, data_is_array: bool = False) -> Any:  # noqa: ANN001
+def assert_json(r, *, data_is_array: bool = False) -> Any:
     """The parsed body of a JSON response; `data` may be `[]` only where it is a list (history, purchases)."""
     assert r.headers.get("content-type", "").split(";")[0].strip() == "application/json", r.headers
     body = r.json()
@@ -164,7 +189,7 @@ def assert_json(r, *, data_is_array: bool = False) -> Any:  # noqa: ANN001
     return body
 
 
-def assert_error(r, status: int, message: str | None = None) -> str:  # noqa: ANN001
+def assert_error(r, status: int, message: str | None = None) -> str:
     """MVSep's error: `success:false` and the text in `message`, `errors[]` and `data.message` (§1.5, §3.2.9)."""
     assert r.status_code == status, (r.status_code, r.text)
     body = assert_json(r)
@@ -179,7 +204,7 @@ def assert_error(r, status: int, message: str | None = None) -> str:  # noqa: AN
     return text
 
 
-def assert_validation_error(r, fields: set[str]) -> dict:  # noqa: ANN001
+def assert_validation_error(r, fields: set[str]) -> dict:
     """Laravel's validator shape (login/register): `message` is a field -> [messages] map (PM 'Login' 400)."""
     assert r.status_code == 400, r.text
     body = assert_json(r)
@@ -212,12 +237,13 @@ def cheap_password_hashing(monkeypatch):
 def h(harness):
     """The harness, with every /api/ response checked for a JSON Content-Type as it arrives."""
 
-    def check_content_type(response) -> None:  # noqa: ANN001
+    def check_content_type(response) -> None:
         if response.request.url.path.startswith("/api/"):
             ctype = response.headers.get("content-type", "")
             assert ctype.split(";")[0].strip() == "application/json", (
                 f"{response.request.method} {response.request.url.path} -> {response.status_code} with "
-                f"Content-Type {ctype!r}")
+                f"Content-Type {ctype!r}"
+            )
 
     harness.client.event_hooks["response"].append(check_content_type)
     return harness
@@ -234,13 +260,13 @@ def form(encoding: str, fields: dict[str, str]) -> dict:
 ENCODINGS = ("multipart", "urlencoded")
 
 
-def new_job(h, token: str, audio: bytes = SHORT_AUDIO, **fields) -> str:  # noqa: ANN001, ANN003
+def new_job(h, token: str, audio: bytes = SHORT_AUDIO, **fields) -> str:
     created = h.create(token, audio, **fields)
     assert created["status"] == 200 and created["success"] is True, created
     return created["data"]["hash"]
 
 
-def done_job(h, token: str, **fields) -> tuple[str, dict]:  # noqa: ANN001, ANN003
+def done_job(h, token: str, **fields) -> tuple[str, dict]:
     hash_value = new_job(h, token, **fields)
     h.run_all()
     body = h.get(hash_value)
@@ -248,7 +274,7 @@ def done_job(h, token: str, **fields) -> tuple[str, dict]:  # noqa: ANN001, ANN0
     return hash_value, body
 
 
-def set_job(h, hash_value: str, **attrs) -> None:  # noqa: ANN001, ANN003
+def set_job(h, hash_value: str, **attrs) -> None:
     """Put a job row into a state the inline worker passes through too fast to observe."""
     with h.ctx.db.session() as s:
         job = s.scalar(select(Job).where(Job.hash == hash_value))
@@ -256,7 +282,7 @@ def set_job(h, hash_value: str, **attrs) -> None:  # noqa: ANN001, ANN003
             setattr(job, key, value)
 
 
-def get_status(h, hash_value: str, **params) -> dict:  # noqa: ANN001, ANN003
+def get_status(h, hash_value: str, **params) -> dict:
     r = h.client.get("/api/separation/get", params={"hash": hash_value, **params})
     assert r.status_code == 200
     body = assert_json(r)
@@ -268,7 +294,7 @@ def get_status(h, hash_value: str, **params) -> dict:  # noqa: ANN001, ANN003
     return body
 
 
-def user_data(h, token: str) -> dict:  # noqa: ANN001
+def user_data(h, token: str) -> dict:
     r = h.client.get("/api/app/user", params={"api_token": token})
     assert r.status_code == 200, r.text
     return assert_json(r)["data"]
@@ -289,19 +315,20 @@ def test_algorithms_is_the_2026_dump_as_a_bare_array(h):
     for mine, theirs in zip(ours, ref):
         where = f"render_id {theirs['render_id']}"
         assert_shape(mine, theirs, extra={"$.is_available", "$.algorithm_fields[].available_keys"})
-        assert list(mine)[:len(theirs)] == list(theirs), where
+        assert list(mine)[: len(theirs)] == list(theirs), where
         assert [f["name"] for f in mine["algorithm_fields"]] == [f["name"] for f in theirs["algorithm_fields"]]
         assert isinstance(mine["is_available"], bool)
         for f, g in zip(mine["algorithm_fields"], theirs["algorithm_fields"]):
             options = json.loads(f["options"])  # a JSON object encoded as a string (ZF3/ZF4/ZF5/MBP/ALCLI)
             assert isinstance(f["options"], str) and isinstance(options, dict), where
-            assert list(options)[:len(json.loads(g["options"]))] == list(json.loads(g["options"])), where
+            assert list(options)[: len(json.loads(g["options"]))] == list(json.loads(g["options"])), where
             assert isinstance(f["available_keys"], list)
             if theirs["render_id"] != 55:  # 55 gains the DSP key, nothing else changes
                 assert {k: v for k, v in f.items() if k != "available_keys"} == g, where
         if theirs["render_id"] != 55:
-            assert {k: v for k, v in mine.items() if k not in ("is_available", "algorithm_fields")} == \
-                {k: v for k, v in theirs.items() if k != "algorithm_fields"}, where
+            assert {k: v for k, v in mine.items() if k not in ("is_available", "algorithm_fields")} == {
+                k: v for k, v in theirs.items() if k != "algorithm_fields"
+            }, where
     dsp = next(a for a in ours if a["render_id"] == 55)
     assert "dsp" in json.loads(dsp["algorithm_fields"][0]["options"])
     assert dsp["is_available"] is True and dsp["algorithm_fields"][0]["available_keys"] == ["dsp"]
@@ -346,8 +373,11 @@ def test_algorithms_scopes_and_unknown_params(h):
 
 def test_create_returns_hash_and_absolute_link(h):
     token = h.user()
-    r = h.client.post("/api/separation/create", data={"api_token": token, "sep_type": "55", "add_opt1": "dsp"},
-                      files={"audiofile": ("My Song (Live).wav", SHORT_AUDIO, "audio/wav")})
+    r = h.client.post(
+        "/api/separation/create",
+        data={"api_token": token, "sep_type": "55", "add_opt1": "dsp"},
+        files={"audiofile": ("My Song (Live).wav", SHORT_AUDIO, "audio/wav")},
+    )
     assert r.status_code == 200
     body = assert_json(r)
     assert body["success"] is True and set(body) == {"success", "data"}
@@ -360,33 +390,58 @@ def test_create_returns_hash_and_absolute_link(h):
 
 
 def test_create_with_unknown_or_missing_token_is_401(h):
-    assert_error(h.client.post("/api/separation/create", data={"api_token": "x" * 30, "sep_type": "55"},
-                               files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")}), 401)
-    assert_error(h.client.post("/api/separation/create", data={"sep_type": "55"},
-                               files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")}), 401)
+    assert_error(
+        h.client.post(
+            "/api/separation/create",
+            data={"api_token": "x" * 30, "sep_type": "55"},
+            files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")},
+        ),
+        401,
+    )
+    assert_error(
+        h.client.post(
+            "/api/separation/create", data={"sep_type": "55"}, files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")}
+        ),
+        401,
+    )
     # The token is judged before the algorithm: a bad token on a premium-only type is still 401.
-    assert_error(h.client.post("/api/separation/create", data={"api_token": "x" * 30, "sep_type": "26"},
-                               files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")}), 401)
+    assert_error(
+        h.client.post(
+            "/api/separation/create",
+            data={"api_token": "x" * 30, "sep_type": "26"},
+            files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")},
+        ),
+        401,
+    )
 
 
 def test_premium_only_algorithm_on_a_free_account_is_the_premium_gate(h):
     token = h.user()
-    r = h.client.post("/api/separation/create", data={"api_token": token, "sep_type": "26", "add_opt1": ""},
-                      files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")})
+    r = h.client.post(
+        "/api/separation/create",
+        data={"api_token": token, "sep_type": "26", "add_opt1": ""},
+        files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")},
+    )
     assert_error(r, 400, PREMIUM_GATE)
 
 
-@pytest.mark.parametrize(("fields", "needle"), [
-    ({"sep_type": ""}, "Seperation type is not set"),
-    ({"sep_type": "abc"}, None),
-    ({"sep_type": "999"}, None),
-    ({"sep_type": "55", "add_opt1": "dsp", "output_format": "9"}, None),
-    ({"sep_type": "55", "add_opt1": "nonsense"}, None),
-])
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"sep_type": ""}, "Seperation type is not set"),
+        ({"sep_type": "abc"}, None),
+        ({"sep_type": "999"}, None),
+        ({"sep_type": "55", "add_opt1": "dsp", "output_format": "9"}, None),
+        ({"sep_type": "55", "add_opt1": "nonsense"}, None),
+    ],
+)
 def test_create_bad_parameters_are_400_in_mvsep_error_shape(h, fields, needle):
     token = h.user()
-    r = h.client.post("/api/separation/create", data={"api_token": token, **fields},
-                      files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")})
+    r = h.client.post(
+        "/api/separation/create",
+        data={"api_token": token, **fields},
+        files={"audiofile": ("a.wav", SHORT_AUDIO, "audio/wav")},
+    )
     text = assert_error(r, 400)
     if needle:
         assert needle in text
@@ -395,15 +450,24 @@ def test_create_bad_parameters_are_400_in_mvsep_error_shape(h, fields, needle):
 def test_create_without_audio_or_with_junk_audio_is_400(h):
     token = h.user()
     assert_error(h.client.post("/api/separation/create", data={"api_token": token, "sep_type": "55"}), 400)
-    assert_error(h.client.post("/api/separation/create", data={"api_token": token, "sep_type": "55"},
-                               files={"audiofile": ("a.wav", b"this is not audio at all" * 10, "audio/wav")}), 400)
+    assert_error(
+        h.client.post(
+            "/api/separation/create",
+            data={"api_token": token, "sep_type": "55"},
+            files={"audiofile": ("a.wav", b"this is not audio at all" * 10, "audio/wav")},
+        ),
+        400,
+    )
 
 
 def test_second_concurrent_job_of_a_free_account_is_refused_premium_is_not(h):
     free = h.user("free@example.com")
     new_job(h, free)
-    r = h.client.post("/api/separation/create", data={"api_token": free, "sep_type": "55", "add_opt1": "dsp"},
-                      files={"audiofile": ("b.wav", SHORT_AUDIO, "audio/wav")})
+    r = h.client.post(
+        "/api/separation/create",
+        data={"api_token": free, "sep_type": "55", "add_opt1": "dsp"},
+        files={"audiofile": ("b.wav", SHORT_AUDIO, "audio/wav")},
+    )
     assert_error(r, 400)
     premium = h.user("rich@example.com", credits=100, premium=True)
     new_job(h, premium)
@@ -413,11 +477,22 @@ def test_second_concurrent_job_of_a_free_account_is_refused_premium_is_not(h):
 def test_create_ignores_unknown_fields_and_query_params(h):
     token = h.user()
     r = h.client.post(
-        "/api/separation/create", params={"t": "1712345678"},
-        data={"api_token": token, "sep_type": "55", "add_opt1": "dsp", "output_format": "0", "is_demo": "0",
-              "is_algo": "0", "webhook_url": "http://127.0.0.1:9/hook", "send_mail_on_error": "1", "preset_id": "7",
-              "remote_type": "direct"},
-        files={"audiofile": ("a.wav", SHORT_AUDIO, "application/octet-stream")})
+        "/api/separation/create",
+        params={"t": "1712345678"},
+        data={
+            "api_token": token,
+            "sep_type": "55",
+            "add_opt1": "dsp",
+            "output_format": "0",
+            "is_demo": "0",
+            "is_algo": "0",
+            "webhook_url": "http://127.0.0.1:9/hook",
+            "send_mail_on_error": "1",
+            "preset_id": "7",
+            "remote_type": "direct",
+        },
+        files={"audiofile": ("a.wav", SHORT_AUDIO, "application/octet-stream")},
+    )
     assert r.status_code == 200, r.text
     assert assert_json(r)["success"] is True
 
@@ -441,8 +516,14 @@ def test_zero_options_of_a_one_field_algorithm_are_ignored(h):
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_url_only_create_gives_a_short_hash_for_get_remote(h, encoding):
     token = h.user()
-    fields = {"api_token": token, "sep_type": "55", "add_opt1": "dsp", "output_format": "1",
-              "url": "https://example.com/media/song.wav", "remote_type": "direct"}
+    fields = {
+        "api_token": token,
+        "sep_type": "55",
+        "add_opt1": "dsp",
+        "output_format": "1",
+        "url": "https://example.com/media/song.wav",
+        "remote_type": "direct",
+    }
     r = h.client.post("/api/separation/create", **form(encoding, fields))
     assert r.status_code == 200, r.text
     body = assert_json(r)
@@ -459,8 +540,10 @@ def test_url_only_create_gives_a_short_hash_for_get_remote(h, encoding):
 
 def test_get_remote_done_points_at_the_real_job_and_unknown_is_not_found(h):
     token = h.user()
-    r = h.client.post("/api/separation/create", data={"api_token": token, "sep_type": "55", "add_opt1": "dsp",
-                                                      "url": "https://example.com/a.wav"})
+    r = h.client.post(
+        "/api/separation/create",
+        data={"api_token": token, "sep_type": "55", "add_opt1": "dsp", "url": "https://example.com/a.wav"},
+    )
     short = assert_json(r)["data"]["hash"]
     real = new_job(h, h.user("other@example.com"))
     with h.ctx.db.session() as s:
@@ -472,8 +555,10 @@ def test_get_remote_done_points_at_the_real_job_and_unknown_is_not_found(h):
     assert get_status(h, real) == assert_json(h.client.get(assert_absolute(body["data"]["link"], "api/separation/get")))
 
     # A link this server refuses to fetch (loopback) fails in the documented shape.
-    r = h.client.post("/api/separation/create", data={"api_token": h.user("third@example.com"), "sep_type": "55",
-                                                      "url": "http://127.0.0.1:9/private.wav"})
+    r = h.client.post(
+        "/api/separation/create",
+        data={"api_token": h.user("third@example.com"), "sep_type": "55", "url": "http://127.0.0.1:9/private.wav"},
+    )
     refused = assert_json(r)["data"]["hash"]
     h.run_all()
     failed = assert_json(h.client.get("/api/separation/get-remote", params={"hash": refused}))
@@ -506,13 +591,25 @@ def test_dotnet_style_multipart_is_accepted(h):
         headers = ["Content-Type: text/plain; charset=utf-8", f"Content-Disposition: form-data; name={name}"]
         return headers, value.encode()
 
-    body = _multipart(boundary, [
-        text("sep_type", "55"), text("api_token", token), text("output_format", "2"), text("add_opt1", "dsp"),
-        (["Content-Type: application/octet-stream",
-          "Content-Disposition: form-data; name=audiofile; filename=track.flac; filename*=utf-8''track.flac"], flac),
-    ])
-    r = h.client.post("/api/separation/create", content=body,
-                      headers={"content-type": f'multipart/form-data; boundary="{boundary}"'})
+    body = _multipart(
+        boundary,
+        [
+            text("sep_type", "55"),
+            text("api_token", token),
+            text("output_format", "2"),
+            text("add_opt1", "dsp"),
+            (
+                [
+                    "Content-Type: application/octet-stream",
+                    "Content-Disposition: form-data; name=audiofile; filename=track.flac; filename*=utf-8''track.flac",
+                ],
+                flac,
+            ),
+        ],
+    )
+    r = h.client.post(
+        "/api/separation/create", content=body, headers={"content-type": f'multipart/form-data; boundary="{boundary}"'}
+    )
     assert r.status_code == 200, r.text
     hash_value = assert_json(r)["data"]["hash"]
     assert hash_value.endswith("-track.flac")
@@ -528,15 +625,19 @@ def test_hand_built_multipart_with_any_file_content_type(h, file_type):
     file_headers = ['Content-Disposition: form-data; name="audiofile"; filename="input.wav"']
     if file_type:
         file_headers.append(f"Content-Type: {file_type}")
-    body = _multipart(boundary, [
-        (['Content-Disposition: form-data; name="api_token"'], token.encode()),
-        (['Content-Disposition: form-data; name="sep_type"'], b"55"),
-        (['Content-Disposition: form-data; name="output_format"'], b"1"),
-        (['Content-Disposition: form-data; name="is_algo"'], b"0"),
-        (file_headers, SHORT_AUDIO),
-    ])
-    r = h.client.post("/api/separation/create", content=body,
-                      headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    body = _multipart(
+        boundary,
+        [
+            (['Content-Disposition: form-data; name="api_token"'], token.encode()),
+            (['Content-Disposition: form-data; name="sep_type"'], b"55"),
+            (['Content-Disposition: form-data; name="output_format"'], b"1"),
+            (['Content-Disposition: form-data; name="is_algo"'], b"0"),
+            (file_headers, SHORT_AUDIO),
+        ],
+    )
+    r = h.client.post(
+        "/api/separation/create", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert r.status_code == 200, r.text
     assert assert_json(r)["data"]["hash"].endswith("-input.wav")
 
@@ -548,19 +649,27 @@ def test_streamed_upload_without_content_length(h):
     """ALRS/NODE may stream the body (chunked transfer encoding, no Content-Length)."""
     token = h.user()
     boundary = "----streamed-0123456789"
-    body = _multipart(boundary, [
-        (['Content-Disposition: form-data; name="api_token"'], token.encode()),
-        (['Content-Disposition: form-data; name="sep_type"'], b"55"),
-        (['Content-Disposition: form-data; name="audiofile"; filename="streamed.wav"', "Content-Type: audio/*"],
-         SHORT_AUDIO),
-    ])
+    body = _multipart(
+        boundary,
+        [
+            (['Content-Disposition: form-data; name="api_token"'], token.encode()),
+            (['Content-Disposition: form-data; name="sep_type"'], b"55"),
+            (
+                ['Content-Disposition: form-data; name="audiofile"; filename="streamed.wav"', "Content-Type: audio/*"],
+                SHORT_AUDIO,
+            ),
+        ],
+    )
 
-    def chunks():  # noqa: ANN202
+    def chunks():
         for start in range(0, len(body), 16384):
-            yield body[start:start + 16384]
+            yield body[start : start + 16384]
 
-    r = h.client.post("/api/separation/create", content=chunks(),
-                      headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    r = h.client.post(
+        "/api/separation/create",
+        content=chunks(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert "content-length" not in r.request.headers and r.request.headers["transfer-encoding"] == "chunked"
     assert r.status_code == 200, r.text
     assert assert_json(r)["data"]["hash"].endswith("-streamed.wav")
@@ -600,8 +709,9 @@ def test_get_in_flight_statuses(h):
     body = get_status(h, hash_value)
     assert body["success"] is True and body["status"] == "distributing"
     assert {"queue_count", "current_order", "finished_chunks", "all_chunks"} <= set(body["data"])
-    assert all(json_type(body["data"][k]) == "int"
-               for k in ("queue_count", "current_order", "finished_chunks", "all_chunks"))
+    assert all(
+        json_type(body["data"][k]) == "int" for k in ("queue_count", "current_order", "finished_chunks", "all_chunks")
+    )
     assert (body["data"]["finished_chunks"], body["data"]["all_chunks"]) == (1, 3)
 
     set_job(h, hash_value, status="merging", finished_chunks=3)
@@ -619,8 +729,13 @@ def test_get_done_has_the_captured_shape(h):
     hash_value, _ = done_job(h, token, output_format="0")
     body = get_status(h, hash_value)
     ref = pm("Separation", method="GET", where=lambda b: b.get("status") == "done")
-    assert_shape(body, ref, extra={"$.data.hash", "$.data.transcription"}, optional={"$.data.tags", "$.data.tags.tags"},
-                 open_maps={"$.data.tags", "$.data.tags.audio", "$.data.tags.audio.streams[]", "$.data.tags.tags"})
+    assert_shape(
+        body,
+        ref,
+        extra={"$.data.hash", "$.data.transcription"},
+        optional={"$.data.tags", "$.data.tags.tags"},
+        open_maps={"$.data.tags", "$.data.tags.audio", "$.data.tags.audio.streams[]", "$.data.tags.tags"},
+    )
     data = body["data"]
     assert body["success"] is True
     assert data["hash"] == hash_value  # MDUB aborts unless it echoes the request
@@ -648,10 +763,45 @@ def test_get_done_has_the_captured_shape(h):
             assert len(h.client.get(path).content) == f["bytes"]
 
 
+def test_get_done_serves_the_stored_tags_of_a_row_written_before_media(h):
+    token = h.user()
+    hash_value, body = done_job(h, token)
+    assert json_type(body["data"]["tags"]["audio"]["channels"]) == "int"  # built from the stored media
+    with h.ctx.db.session() as s:
+        inputs = s.scalar(select(Job.inputs).where(Job.hash == hash_value))
+    [(role, stored)] = inputs.items()
+    assert "media" in stored and "tags" not in stored
+    # What rows held before: getID3-style tags, kept as they were built then.
+    old_tags = {
+        "audio": {
+            "dataformat": "wav",
+            "channels": 2,
+            "sample_rate": 44100,
+            "bitrate": 1411200,
+            "channelmode": "stereo",
+            "bitrate_mode": "cbr",
+            "lossless": True,
+            "encoder_options": "",
+            "compression_ratio": 1.0,
+            "bits_per_sample": 16,
+            "streams": [{"dataformat": "wav"}],
+        },
+        "tags": {"riff": {"title": ["Stored before media"]}},
+    }
+    old_row = {key: value for key, value in stored.items() if key != "media"} | {"tags": old_tags}
+    set_job(h, hash_value, inputs=json.loads(json.dumps({role: old_row})))
+    assert get_status(h, hash_value)["data"]["tags"] == old_tags
+
+
 def test_output_format_labels_are_strings(h):
     token = h.user(credits=100, premium=True)
-    labels = {"1": "wav (uncompressed, 16 bit)", "2": "flac (lossless, 16 bit)", "3": "m4a (lossy)",
-              "4": "wav (uncompressed, 32 bit)", "5": "flac (lossless, 24 bit)"}
+    labels = {
+        "1": "wav (uncompressed, 16 bit)",
+        "2": "flac (lossless, 16 bit)",
+        "3": "m4a (lossy)",
+        "4": "wav (uncompressed, 32 bit)",
+        "5": "flac (lossless, 24 bit)",
+    }
     hashes = {fmt: new_job(h, token, output_format=fmt) for fmt in labels}
     h.run_all()
     for fmt, hash_value in hashes.items():
@@ -686,8 +836,11 @@ def test_not_found_everywhere_is_json(h):
     for path in ("/api/no/such/route", "/api/app/nothing"):
         assert_error(h.client.get(path), 404)
     assert_error(h.client.get("/api/separation/create"), 405)
-    for path in ("/storage/processed/20240101000000-0000000000-x_y_vocals.wav", "/storage/temp/nothing.wav",
-                 "/storage/private/x.wav"):
+    for path in (
+        "/storage/processed/20240101000000-0000000000-x_y_vocals.wav",
+        "/storage/temp/nothing.wav",
+        "/storage/private/x.wav",
+    ):
         assert_error(h.client.get(path), 404)
 
 
@@ -706,14 +859,19 @@ def test_cancel_a_waiting_job_refunds_and_frees_the_slot(h, encoding):
     assert user_data(h, token)["premium_minutes"] == 10
     after = get_status(h, hash_value)
     assert after["success"] is True and after["status"] == "failed" and isinstance(after["data"]["message"], str)
-    item = assert_json(h.client.get("/api/app/separation_history", params={"api_token": token}),
-                       data_is_array=True)["data"][0]
+    item = assert_json(h.client.get("/api/app/separation_history", params={"api_token": token}), data_is_array=True)[
+        "data"
+    ][0]
     assert item["hash"] == hash_value and item["job_exists"] is False and item["credits"] is None
 
     free = h.user("free@example.com")
     first = new_job(h, free)
-    assert assert_json(h.client.post("/api/separation/cancel", **form(encoding, {"api_token": free, "hash": first})))[
-        "success"] is True
+    assert (
+        assert_json(h.client.post("/api/separation/cancel", **form(encoding, {"api_token": free, "hash": first})))[
+            "success"
+        ]
+        is True
+    )
     new_job(h, free)  # the one free slot is available again
 
 
@@ -735,8 +893,9 @@ def test_cancel_errors(h):
 def test_cancel_a_finished_job_is_refused(h):
     token = h.user()
     hash_value, _ = done_job(h, token)
-    assert_error(h.client.post("/api/separation/cancel", files={"api_token": (None, token),
-                                                                 "hash": (None, hash_value)}), 400)
+    assert_error(
+        h.client.post("/api/separation/cancel", files={"api_token": (None, token), "hash": (None, hash_value)}), 400
+    )
     assert get_status(h, hash_value)["status"] == "done"
 
 
@@ -754,8 +913,9 @@ def test_delete_a_finished_job_removes_it(h, encoding):
     gone = {"success": False, "status": "not_found", "data": {"message": NOT_FOUND_MESSAGE}}
     assert get_status(h, hash_value) == gone
     assert_error(h.client.get(url), 404)
-    item = assert_json(h.client.get("/api/app/separation_history", params={"api_token": token}),
-                       data_is_array=True)["data"][0]
+    item = assert_json(h.client.get("/api/app/separation_history", params={"api_token": token}), data_is_array=True)[
+        "data"
+    ][0]
     assert item["job_exists"] is False and item["credits"] is None
     assert_error(h.client.post("/api/separation/delete", data={"api_token": token, "hash": hash_value}), 400)
 
@@ -767,8 +927,10 @@ def test_delete_errors_and_waiting_jobs(h):
     set_job(h, waiting, status="processing")
     assert_error(h.client.post("/api/separation/delete", data={"api_token": token, "hash": waiting}), 400)
     set_job(h, waiting, status="waiting")
-    assert assert_json(h.client.post("/api/separation/delete", data={"api_token": token, "hash": waiting}))[
-        "success"] is True
+    assert (
+        assert_json(h.client.post("/api/separation/delete", data={"api_token": token, "hash": waiting}))["success"]
+        is True
+    )
     assert get_status(h, waiting)["status"] == "not_found"
 
 
@@ -776,11 +938,18 @@ def test_delete_errors_and_waiting_jobs(h):
 
 
 TOKEN_ROUTES = [
-    ("GET", "/api/app/user"), ("GET", "/api/app/separation_history"), ("GET", "/api/app/queue/summary"),
-    ("GET", "/api/purchases"), ("GET", "/api/credit_alert"), ("POST", "/api/credit_alert"),
-    ("POST", "/api/app/enable_premium"), ("POST", "/api/app/disable_premium"),
-    ("POST", "/api/app/enable_long_filenames"), ("POST", "/api/app/disable_long_filenames"),
-    ("POST", "/api/separation/cancel"), ("POST", "/api/separation/delete"),
+    ("GET", "/api/app/user"),
+    ("GET", "/api/app/separation_history"),
+    ("GET", "/api/app/queue/summary"),
+    ("GET", "/api/purchases"),
+    ("GET", "/api/credit_alert"),
+    ("POST", "/api/credit_alert"),
+    ("POST", "/api/app/enable_premium"),
+    ("POST", "/api/app/disable_premium"),
+    ("POST", "/api/app/enable_long_filenames"),
+    ("POST", "/api/app/disable_long_filenames"),
+    ("POST", "/api/separation/cancel"),
+    ("POST", "/api/separation/delete"),
 ]
 
 
@@ -857,8 +1026,13 @@ def test_login_failures_are_laravel_validation_maps(h):
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_register_has_the_captured_shape(h, encoding):
     email = f"new-{encoding}@example.com"
-    r = h.client.post("/api/app/register", **form(encoding, {
-        "name": "user", "email": email, "password": "ASDFQWEr123", "password_confirmation": "ASDFQWEr123"}))
+    r = h.client.post(
+        "/api/app/register",
+        **form(
+            encoding,
+            {"name": "user", "email": email, "password": "ASDFQWEr123", "password_confirmation": "ASDFQWEr123"},
+        ),
+    )
     assert r.status_code == 200, r.text
     body = assert_json(r)
     assert_shape(body, pm("Register"))
@@ -871,21 +1045,49 @@ def test_register_failures_are_laravel_validation_maps(h):
     h.user("taken@example.com")
     register = "/api/app/register"
     assert_validation_error(h.client.post(register, data={}), {"name", "email", "password"})
-    assert_validation_error(h.client.post(register, data={
-        "name": "a", "email": "b@example.com", "password": "ASDFQWEr123", "password_confirmation": "other-pass"}),
-        {"password"})
-    assert_validation_error(h.client.post(register, files={
-        "name": (None, "a"), "email": (None, "taken@example.com"), "password": (None, "ASDFQWEr123"),
-        "password_confirmation": (None, "ASDFQWEr123")}), {"email"})
-    assert_validation_error(h.client.post(register, data={
-        "name": "a", "email": "not-an-email", "password": "ASDFQWEr123", "password_confirmation": "ASDFQWEr123"}),
-        {"email"})
+    assert_validation_error(
+        h.client.post(
+            register,
+            data={
+                "name": "a",
+                "email": "b@example.com",
+                "password": "ASDFQWEr123",
+                "password_confirmation": "other-pass",
+            },
+        ),
+        {"password"},
+    )
+    assert_validation_error(
+        h.client.post(
+            register,
+            files={
+                "name": (None, "a"),
+                "email": (None, "taken@example.com"),
+                "password": (None, "ASDFQWEr123"),
+                "password_confirmation": (None, "ASDFQWEr123"),
+            },
+        ),
+        {"email"},
+    )
+    assert_validation_error(
+        h.client.post(
+            register,
+            data={
+                "name": "a",
+                "email": "not-an-email",
+                "password": "ASDFQWEr123",
+                "password_confirmation": "ASDFQWEr123",
+            },
+        ),
+        {"email"},
+    )
 
 
 def test_user_has_the_login_shape_plus_current_queue(h):
     token = h.user(credits=7)
-    r = h.client.get("/api/app/user", params={"api_token": token, "t": "1"},
-                     headers={"content-type": "application/json"})  # NODE sends it on GETs
+    r = h.client.get(
+        "/api/app/user", params={"api_token": token, "t": "1"}, headers={"content-type": "application/json"}
+    )  # NODE sends it on GETs
     assert r.status_code == 200
     body = assert_json(r)
     assert body["success"] is True
@@ -905,10 +1107,11 @@ def test_user_has_the_login_shape_plus_current_queue(h):
 def test_profile_toggles_match_the_captures(h, encoding):
     token = h.user()
     for route, flag, value, example in (
-            ("enable_premium", "premium_enabled", 1, "Enable Premium"),
-            ("disable_premium", "premium_enabled", 0, "Disable Premium"),
-            ("enable_long_filenames", "long_filenames_enabled", 1, "Enable Long Filenames"),
-            ("disable_long_filenames", "long_filenames_enabled", 0, "Disable Long Filenames")):
+        ("enable_premium", "premium_enabled", 1, "Enable Premium"),
+        ("disable_premium", "premium_enabled", 0, "Disable Premium"),
+        ("enable_long_filenames", "long_filenames_enabled", 1, "Enable Long Filenames"),
+        ("disable_long_filenames", "long_filenames_enabled", 0, "Disable Long Filenames"),
+    ):
         r = h.client.post(f"/api/app/{route}", **form(encoding, {"api_token": token}))
         assert r.status_code == 200, r.text
         assert assert_json(r) == pm(example, method="POST")
@@ -917,8 +1120,7 @@ def test_profile_toggles_match_the_captures(h, encoding):
 
 def test_separation_history_shape_and_paging(h):
     token = h.user(credits=100, premium=True)
-    hashes = [new_job(h, token, audio=wav_bytes(stereo_mix(1.0, seed=i)), filename=f"take {i}.wav")
-              for i in range(3)]
+    hashes = [new_job(h, token, audio=wav_bytes(stereo_mix(1.0, seed=i)), filename=f"take {i}.wav") for i in range(3)]
     r = h.client.get("/api/app/separation_history", params={"api_token": token})
     assert r.status_code == 200
     body = assert_json(r, data_is_array=True)
@@ -933,21 +1135,25 @@ def test_separation_history_shape_and_paging(h):
         assert DATETIME.match(item["created_at"]) and item["algorithm"]["render_id"] == 55
         assert item["algorithm"]["algorithm_group"]["name"] == "Experimental and Misc"
     # PM's request: start=1&limit=2 -> the second and third newest.
-    paged = assert_json(h.client.get("/api/app/separation_history",
-                                     params={"api_token": token, "start": "1", "limit": "2", "t": "9"}),
-                        data_is_array=True)
+    paged = assert_json(
+        h.client.get("/api/app/separation_history", params={"api_token": token, "start": "1", "limit": "2", "t": "9"}),
+        data_is_array=True,
+    )
     assert [item["hash"] for item in paged["data"]] == hashes[1::-1]
-    assert assert_json(h.client.get("/api/app/separation_history", params={"api_token": token, "start": "3"}),
-                       data_is_array=True)["data"] == []
+    assert (
+        assert_json(
+            h.client.get("/api/app/separation_history", params={"api_token": token, "start": "3"}), data_is_array=True
+        )["data"]
+        == []
+    )
 
 
 # ================================================================================================ news / demo
 
 
 def test_news_shape_language_and_paging(h):
-    with h.ctx.db.session() as s:
-        ru = [add_news(s, f"Новости {i}", f"<p>текст {i}</p>", "ru").id for i in range(2)]
-        en = [add_news(s, f"Update {i}", f"<p>text {i}</p>\r\n<ol><li>x</li></ol>", "en").id for i in range(22)]
+    ru = [h.ctx.news.add(f"Новости {i}", f"<p>текст {i}</p>", "ru").id for i in range(2)]
+    en = [h.ctx.news.add(f"Update {i}", f"<p>text {i}</p>\r\n<ol><li>x</li></ol>", "en").id for i in range(22)]
     r = h.client.get("/api/app/news", params={"lang": "ru", "start": "1", "limit": "1"})  # PM's request
     assert r.status_code == 200
     body = assert_json(r)
@@ -992,8 +1198,10 @@ def test_demo_shape_and_filtering(h):
 
 def test_purchases_and_credit_alert(h):
     token = h.user()
-    purchases = assert_json(h.client.get("/api/purchases", params={"api_token": token, "limit": "20", "offset": "0",
-                                                                    "status": "all"}), data_is_array=True)
+    purchases = assert_json(
+        h.client.get("/api/purchases", params={"api_token": token, "limit": "20", "offset": "0", "status": "all"}),
+        data_is_array=True,
+    )
     assert purchases["success"] is True and isinstance(purchases["data"], list)
 
     alert = assert_json(h.client.get("/api/credit_alert", params={"api_token": token}))
@@ -1027,7 +1235,10 @@ def test_too_large_bodies_are_refused_in_mvsep_shape(make_harness):
     small = make_harness(max_upload_bytes=50_000)
     with small.ctx.db.session() as s:
         token = accounts.create_user(s, email="big@example.com", password="password123").api_token
-    r = small.client.post("/api/separation/create", data={"api_token": token, "sep_type": "55"},
-                          files={"audiofile": ("big.wav", SHORT_AUDIO, "audio/wav")})
+    r = small.client.post(
+        "/api/separation/create",
+        data={"api_token": token, "sep_type": "55"},
+        files={"audiofile": ("big.wav", SHORT_AUDIO, "audio/wav")},
+    )
     assert_error(r, 413)
     assert_error(small.client.post("/api/app/enable_premium", data={"api_token": token, "pad": "x" * (2 << 20)}), 413)

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Harness, make_settings, stereo_mix, wav_bytes
-from openmvsep import doctor
+from openmvsep.cli import doctor
 from openmvsep.settings import Settings
+
+from conftest import Harness, make_settings, stereo_mix, wav_bytes
 from processes import PG_ADMIN, CeleryWorkers, free_port, postgres_database
 
 BIN = Path(sys.executable).parent
@@ -35,8 +36,9 @@ def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def run_doctor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "openmvsep"), "doctor", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [str(BIN / "openmvsep"), "doctor", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def doctor_json(env: dict[str, str]) -> tuple[int, dict[str, dict]]:
@@ -47,8 +49,11 @@ def doctor_json(env: dict[str, str]) -> tuple[int, dict[str, dict]]:
 
 
 def celery_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    celery = {"OPENMVSEP_EXECUTOR": "celery", "OPENMVSEP_BROKER_URL": LOCAL_REDIS,
-              "OPENMVSEP_CELERY_QUEUE": f"doctor-{uuid.uuid4().hex[:10]}"}
+    celery = {
+        "OPENMVSEP_EXECUTOR": "celery",
+        "OPENMVSEP_BROKER_URL": LOCAL_REDIS,
+        "OPENMVSEP_CELERY_QUEUE": f"doctor-{uuid.uuid4().hex[:10]}",
+    }
     return clean_env(tmp_path / "data", **{**celery, **extra})
 
 
@@ -140,8 +145,7 @@ def test_postgres_schema_behind_then_at_head(tmp_path):
         code, checks = doctor_json(env)
         assert code == 0 and checks["database"]["status"] == "warn"
         assert "no schema yet" in checks["database"]["detail"]
-        subprocess.run([str(BIN / "openmvsep"), "db", "upgrade"], env=env, check=True, capture_output=True,
-                       timeout=120)
+        subprocess.run([str(BIN / "openmvsep"), "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
         database, ready = doctor.check_database(Settings(data_dir=tmp_path / "data", database_url=url), 3.0)
         assert ready and database.status == "ok", database
         assert database.detail.startswith("postgresql at postgresql+psycopg://") and "schema at head" in database.detail
@@ -186,8 +190,12 @@ def test_broker_password_is_not_printed(tmp_path):
 def test_a_running_worker_is_listed(tmp_path):
     env = celery_env(tmp_path)
     subprocess.run([str(BIN / "openmvsep"), "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
-    settings = Settings(data_dir=tmp_path / "data", executor="celery", broker_url=LOCAL_REDIS,
-                        celery_queue=env["OPENMVSEP_CELERY_QUEUE"])
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        executor="celery",
+        broker_url=LOCAL_REDIS,
+        celery_queue=env["OPENMVSEP_CELERY_QUEUE"],
+    )
     app = doctor._celery(settings, 2.0)
     workers = CeleryWorkers(env, log=tmp_path / "worker.log")
     try:
@@ -228,8 +236,9 @@ def test_s3_storage_round_trip(seaweedfs, tmp_path):
 
 
 def test_s3_missing_bucket_fails_with_the_fix(seaweedfs, tmp_path):
-    settings = make_settings(tmp_path, storage_url=f"s3://missing-{uuid.uuid4().hex[:12]}/x",
-                             s3_endpoint=seaweedfs.endpoint)
+    settings = make_settings(
+        tmp_path, storage_url=f"s3://missing-{uuid.uuid4().hex[:12]}/x", s3_endpoint=seaweedfs.endpoint
+    )
     check = doctor.check_storage(settings, 3.0)
     assert check.status == "fail"
     assert settings.storage_url in check.detail and "bucket exists" in check.detail
@@ -292,15 +301,22 @@ def test_compose_file_describes_the_cluster():
 
 
 def test_compose_file_passes_docker_compose_config(tmp_path):
-    if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"],
-                                                        capture_output=True).returncode != 0:
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0
+    ):
         pytest.skip("docker compose is not installed")
     # compose needs the env file it names; a copy of the deploy folder gets one made from env.example.
     copy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, copy)
     shutil.copy(copy / "env.example", copy / "env")
-    done = subprocess.run(["docker", "compose", "-f", str(copy / "compose.yaml"), "config", "--quiet"],
-                          capture_output=True, text=True, timeout=60, cwd=copy)
+    done = subprocess.run(
+        ["docker", "compose", "-f", str(copy / "compose.yaml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=copy,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -341,12 +357,16 @@ def test_systemd_analyze_verify(tmp_path):
         pytest.skip("systemd-analyze is not installed")
     # The units name /opt/openmvsep/venv/bin/openmvsep; verify checks that it exists, so point at this one.
     for name in ("openmvsep-api.service", "openmvsep-worker.service"):
-        text = (DEPLOY / "systemd" / name).read_text().replace("/opt/openmvsep/venv/bin/openmvsep",
-                                                               str(BIN / "openmvsep"))
+        text = (
+            (DEPLOY / "systemd" / name).read_text().replace("/opt/openmvsep/venv/bin/openmvsep", str(BIN / "openmvsep"))
+        )
         (tmp_path / name).write_text(text)
-    done = subprocess.run([analyze, "verify", *(str(tmp_path / n) for n in ("openmvsep-api.service",
-                                                                          "openmvsep-worker.service"))],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [analyze, "verify", *(str(tmp_path / n) for n in ("openmvsep-api.service", "openmvsep-worker.service"))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     problems = [line for line in done.stderr.splitlines() if "openmvsep" in line]
     assert not problems, done.stderr
 
@@ -360,9 +380,22 @@ def test_env_example_names_every_setting():
 
 def test_deploy_guide_covers_the_scale_out_settings():
     guide = (ROOT / "docs" / "deploy.md").read_text()
-    for field in ("database_url", "storage_url", "s3_endpoint", "s3_region", "presigned_urls", "executor",
-                  "broker_url", "celery_queue", "broker_visibility_seconds", "reconcile_seconds",
-                  "worker_shutdown_seconds", "lease_seconds", "max_attempts", "public_url"):
+    for field in (
+        "database_url",
+        "storage_url",
+        "s3_endpoint",
+        "s3_region",
+        "presigned_urls",
+        "executor",
+        "broker_url",
+        "celery_queue",
+        "broker_visibility_seconds",
+        "reconcile_seconds",
+        "worker_shutdown_seconds",
+        "lease_seconds",
+        "max_attempts",
+        "public_url",
+    ):
         assert f"OPENMVSEP_{field.upper()}" in guide, field
     for command in ("openmvsep db upgrade", "openmvsep worker", "openmvsep models download", "openmvsep doctor"):
         assert command in guide

@@ -7,7 +7,7 @@ def test_model_cache_keeps_recent_models():
     cache = ModelCache(capacity=2)
     loads = []
 
-    def loader(name):  # noqa: ANN001, ANN202
+    def loader(name):
         return lambda: loads.append(name) or f"model-{name}"
 
     assert cache.get("a", loader("a")) == "model-a"

@@ -315,9 +315,7 @@ def test_join_has_no_clicks_at_boundaries() -> None:
     assert np.max(np.abs(np.diff(joined[0]))) <= allowed
 
     # The check can fail: butting the chunks' own parts together clicks.
-    hard_cut = np.concatenate(
-        [sine[0, i * chunk_frames : (i + 1) * chunk_frames] * g for i, g in enumerate(gains)]
-    )
+    hard_cut = np.concatenate([sine[0, i * chunk_frames : (i + 1) * chunk_frames] * g for i, g in enumerate(gains)])
     assert np.max(np.abs(np.diff(hard_cut))) > allowed
 
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import wav_bytes
 from openmvsep.engine.runtime import Runtime
 from openmvsep.engine.separator import separate
+
+from conftest import wav_bytes
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "engine" / "bs_roformer"
 pytest.importorskip("openmvsep.engine.models.roformer")
@@ -33,12 +34,12 @@ ENTRIES = f"""
 - name: tiny_bs
   serves: ["40:4"]
   model_type: bs_roformer
-  config: {FIXTURE / 'config.yaml'}
+  config: {FIXTURE / "config.yaml"}
   filename: tiny_bs.safetensors
 - name: broken_mel
   serves: ["48:0"]
   model_type: mel_band_roformer
-  config: {FIXTURE.parent / 'mel_band_roformer' / 'config.yaml'}
+  config: {FIXTURE.parent / "mel_band_roformer" / "config.yaml"}
   filename: broken.safetensors
 """
 
@@ -70,8 +71,11 @@ def test_bs_roformer_job_end_to_end(h):
     assert [f["type"] for f in done["data"]["files"]] == ["Vocals", "Instrumental"]
     stems = {}
     for f in done["data"]["files"]:
-        data, rate = sf.read(io.BytesIO(h.client.get(f["url"].removeprefix("http://testserver")).content),
-                             dtype="float32", always_2d=True)
+        data, rate = sf.read(
+            io.BytesIO(h.client.get(f["url"].removeprefix("http://testserver")).content),
+            dtype="float32",
+            always_2d=True,
+        )
         assert rate == 44100
         stems[f["type"]] = data.T
     np.testing.assert_allclose(stems["Vocals"] + stems["Instrumental"], mix, atol=1e-5)
@@ -102,12 +106,16 @@ def test_ensemble_averages_its_members(make_harness, tmp_path):
     """sep_type 26 option 5 (Mel + BS RoFormer): the admin's entries take the shipped names."""
     data = tmp_path / "h0" / "data"
     mel = FIXTURE.parent / "mel_band_roformer"
-    install(data, f"""
-- {{name: bs_roformer_viperx_1297, serves: ["40:4"], model_type: bs_roformer, config: {FIXTURE / 'config.yaml'},
+    install(
+        data,
+        f"""
+- {{name: bs_roformer_viperx_1297, serves: ["40:4"], model_type: bs_roformer, config: {FIXTURE / "config.yaml"},
    filename: bs.safetensors}}
-- {{name: mel_band_roformer_kj, serves: ["48:0"], model_type: mel_band_roformer, config: {mel / 'config.yaml'},
+- {{name: mel_band_roformer_kj, serves: ["48:0"], model_type: mel_band_roformer, config: {mel / "config.yaml"},
    filename: mel.safetensors}}
-""", {"bs.safetensors": FIXTURE / "weights.safetensors", "mel.safetensors": mel / "weights.safetensors"})
+""",
+        {"bs.safetensors": FIXTURE / "weights.safetensors", "mel.safetensors": mel / "weights.safetensors"},
+    )
     h = make_harness()
     token = h.user(credits=100, premium=True)
     mix = (0.2 * np.random.default_rng(5).standard_normal((2, 44100))).astype(np.float32)
@@ -115,9 +123,14 @@ def test_ensemble_averages_its_members(make_harness, tmp_path):
     assert created["success"] is True, created
     h.run_all()
     files = {f["type"]: f for f in h.get(created["data"]["hash"])["data"]["files"]}
-    vocals, _ = sf.read(io.BytesIO(h.client.get(files["Vocals"]["url"].removeprefix("http://testserver")).content),
-                        dtype="float32", always_2d=True)
+    vocals, _ = sf.read(
+        io.BytesIO(h.client.get(files["Vocals"]["url"].removeprefix("http://testserver")).content),
+        dtype="float32",
+        always_2d=True,
+    )
     runtime = Runtime.for_data_dir(data, device="cpu")
-    parts = [separate(runtime.load(runtime.registry.get(n)), mix, residual=False)["vocals"]
-             for n in ("mel_band_roformer_kj", "bs_roformer_viperx_1297")]
+    parts = [
+        separate(runtime.load(runtime.registry.get(n)), mix, residual=False)["vocals"]
+        for n in ("mel_band_roformer_kj", "bs_roformer_viperx_1297")
+    ]
     np.testing.assert_allclose(vocals.T, (parts[0] + parts[1]) / 2, atol=1e-5)

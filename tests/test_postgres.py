@@ -7,10 +7,12 @@ import os
 import pytest
 from sqlalchemy import inspect, select
 
+from openmvsep.service import lifecycle
+from openmvsep.store.models import CreditEntry
+
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
 from processes import postgres_database
-from openmvsep.runner import queue
-from openmvsep.store.models import CreditEntry
+
 
 @pytest.fixture
 def pg_url():
@@ -19,8 +21,11 @@ def pg_url():
 
 
 def test_migrations_and_job_lifecycle_on_postgres(tmp_path, pg_url):
-    h = Harness(make_settings(tmp_path, database_url=pg_url, chunk_threshold_seconds=2, chunk_seconds=1,
-                              chunk_overlap_seconds=0.1))
+    h = Harness(
+        make_settings(
+            tmp_path, database_url=pg_url, chunk_threshold_seconds=2, chunk_seconds=1, chunk_overlap_seconds=0.1
+        )
+    )
     try:
         assert h.ctx.db.engine.dialect.name == "postgresql"
         tables = set(inspect(h.ctx.db.engine).get_table_names())
@@ -35,8 +40,8 @@ def test_migrations_and_job_lifecycle_on_postgres(tmp_path, pg_url):
         p = h.create(token, wav_bytes(stereo_mix(3.5)))["data"]["hash"]
         assert h.get(p)["data"]["current_order"] == 1 and h.get(f)["data"]["current_order"] == 2
         assert h.create(free, wav_bytes(stereo_mix(1.0)))["status"] == 400
-        claim = queue.claim_next(h.ctx.db, "lost", 30)
-        queue.release_lost_work(h.ctx.db, 3, workers=["lost"])
+        claim = lifecycle.claim_next(h.ctx.db, "lost", 30)
+        lifecycle.release_lost_work(h.ctx.db, 3, workers=["lost"])
         assert claim.kind == "chunk"
         h.run_all()
         assert h.get(f)["status"] == "done"
@@ -59,18 +64,21 @@ def test_last_two_chunks_finishing_at_once_queue_exactly_one_merge(tmp_path, pg_
 
     from openmvsep.store.models import Job, WorkItem
 
-    h = Harness(make_settings(tmp_path, database_url=pg_url, chunk_threshold_seconds=1, chunk_seconds=1,
-                              chunk_overlap_seconds=0.1))
+    h = Harness(
+        make_settings(
+            tmp_path, database_url=pg_url, chunk_threshold_seconds=1, chunk_seconds=1, chunk_overlap_seconds=0.1
+        )
+    )
     try:
         token = h.user(credits=10, premium=True)
         hash_value = h.create(token, wav_bytes(stereo_mix(1.8)))["data"]["hash"]
-        first, second = queue.claim_next(h.ctx.db, "a", 60), queue.claim_next(h.ctx.db, "b", 60)
+        first, second = lifecycle.claim_next(h.ctx.db, "a", 60), lifecycle.claim_next(h.ctx.db, "b", 60)
         assert (first.kind, second.kind) == ("chunk", "chunk") and first.job_id == second.job_id
         first_holds_lock, second_done = threading.Event(), threading.Event()
 
-        def finish(claim, before_commit=None):  # noqa: ANN001
+        def finish(claim, before_commit=None):
             with h.ctx.db.session() as s:
-                queue.finish_item(s, queue.lock_item(s, claim.id))
+                lifecycle.finish_item(s, lifecycle.lock_item(s, claim.id))
                 if before_commit:
                     before_commit()
 
@@ -104,8 +112,10 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(pg_url):
 
     cli = str(Path(sys.executable).parent / "openmvsep")
     env = {**os.environ, "OPENMVSEP_DATABASE_URL": pg_url}
-    procs = [subprocess.Popen([cli, "db", "upgrade"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen([cli, "db", "upgrade"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(3)
+    ]
     outputs = [(p.wait(timeout=120), p.stdout.read()) for p in procs]
     assert all(code == 0 for code, _ in outputs), outputs
     engine = create_engine(pg_url)

@@ -1,4 +1,4 @@
-"""openmvsep.service.remote against real HTTP(S) servers on 127.0.0.1."""
+"""openmvsep.net against real HTTP(S) servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -19,18 +19,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from openmvsep.service.remote import (
+from openmvsep.net import (
+    AddressRefused,
     FetchedFile,
     NetworkPolicy,
     RemoteFetchError,
-    _mega_download_info,
-    _PinnedHttp,
     direct_url,
     fetch,
     fetch_with_policy,
     is_public_address,
     safe_filename,
 )
+from openmvsep.net.mega import _download_info
+from openmvsep.net.pinned import PinnedHttp
 
 Route = Callable[[BaseHTTPRequestHandler], None]
 LOOPBACK = IPv4Address("127.0.0.1")
@@ -55,8 +56,15 @@ class LocalServer:
                 path = unquote(urlsplit(self.path).path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                server.requests.append({"method": self.command, "path": path, "query": urlsplit(self.path).query,
-                                        "host": self.headers.get("Host"), "body": body})
+                server.requests.append(
+                    {
+                        "method": self.command,
+                        "path": path,
+                        "query": urlsplit(self.path).query,
+                        "host": self.headers.get("Host"),
+                        "body": body,
+                    }
+                )
                 route = server.routes.get(path)
                 try:
                     if route is None:
@@ -89,8 +97,13 @@ class LocalServer:
         self._httpd.server_close()
 
 
-def send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str = "application/octet-stream",
-         headers: dict[str, str] | None = None) -> None:
+def send(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes,
+    content_type: str = "application/octet-stream",
+    headers: dict[str, str] | None = None,
+) -> None:
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(body)))
@@ -120,8 +133,9 @@ def dest(tmp_path: Path) -> Path:
     return tmp_path / "incoming"
 
 
-def fetch_local(url: str, dest: Path, *, remote_type: str = "direct", max_bytes: int = 10_000_000,
-                timeout: float = 5.0, **kwargs) -> FetchedFile:
+def fetch_local(
+    url: str, dest: Path, *, remote_type: str = "direct", max_bytes: int = 10_000_000, timeout: float = 5.0, **kwargs
+) -> FetchedFile:
     return fetch(url, remote_type, dest, max_bytes=max_bytes, timeout=timeout, allow_private=True, **kwargs)
 
 
@@ -134,8 +148,9 @@ def leftover_files(directory: Path) -> list[Path]:
 
 def test_filename_comes_from_content_disposition(server: LocalServer, dest: Path) -> None:
     body = payload(150_000)
-    server.routes["/get"] = lambda h: send(h, 200, body, "audio/mpeg",
-                                           {"Content-Disposition": 'attachment; filename="My Song.mp3"'})
+    server.routes["/get"] = lambda h: send(
+        h, 200, body, "audio/mpeg", {"Content-Disposition": 'attachment; filename="My Song.mp3"'}
+    )
     fetched = fetch_local(server.url("/get?token=abc"), dest)
     assert fetched.filename == "My Song.mp3"
     assert fetched.size == len(body)
@@ -145,10 +160,16 @@ def test_filename_comes_from_content_disposition(server: LocalServer, dest: Path
 
 
 def test_extended_content_disposition_filename_wins(server: LocalServer, dest: Path) -> None:
-    server.routes["/get"] = lambda h: send(h, 200, b"RIFF-data", "audio/wav", {
-        "Content-Disposition": "attachment; filename=\"fallback.wav\"; "
-                               "filename*=UTF-8''Bj%C3%B6rk%20%E2%80%93%20J%C3%B3ga.wav"
-    })
+    server.routes["/get"] = lambda h: send(
+        h,
+        200,
+        b"RIFF-data",
+        "audio/wav",
+        {
+            "Content-Disposition": 'attachment; filename="fallback.wav"; '
+            "filename*=UTF-8''Bj%C3%B6rk%20%E2%80%93%20J%C3%B3ga.wav"
+        },
+    )
     assert fetch_local(server.url("/get"), dest).filename == "Björk – Jóga.wav"
 
 
@@ -160,25 +181,29 @@ def test_filename_comes_from_url_path(server: LocalServer, dest: Path) -> None:
 
 
 def test_hostile_content_disposition_name_is_sanitized(server: LocalServer, dest: Path) -> None:
-    server.routes["/get"] = lambda h: send(h, 200, b"data", "audio/mpeg",
-                                           {"Content-Disposition": 'attachment; filename="../../etc/passwd"'})
+    server.routes["/get"] = lambda h: send(
+        h, 200, b"data", "audio/mpeg", {"Content-Disposition": 'attachment; filename="../../etc/passwd"'}
+    )
     fetched = fetch_local(server.url("/get"), dest)
     assert fetched.filename == "passwd"
     assert fetched.path.parent == dest
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("song.mp3", "song.mp3"),
-    ("../../etc/passwd", "passwd"),
-    ("C:\\Users\\me\\track.wav", "track.wav"),
-    ("bad\x00na\nme\x7f.wav", "badname.wav"),
-    ("my..song...flac", "my.song.flac"),
-    ("..", "audio"),
-    (".hidden.mp3", "hidden.mp3"),
-    ("", "audio"),
-    (None, "audio"),
-    ("dir/", "audio"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("song.mp3", "song.mp3"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\track.wav", "track.wav"),
+        ("bad\x00na\nme\x7f.wav", "badname.wav"),
+        ("my..song...flac", "my.song.flac"),
+        ("..", "audio"),
+        (".hidden.mp3", "hidden.mp3"),
+        ("", "audio"),
+        (None, "audio"),
+        ("dir/", "audio"),
+    ],
+)
 def test_safe_filename(raw: str | None, expected: str) -> None:
     assert safe_filename(raw) == expected
 
@@ -233,6 +258,7 @@ def test_oversized_content_length_is_refused_up_front(server: LocalServer, dest:
         handler.wfile.write(payload(1000))
         handler.wfile.flush()
         server.release.wait(10)  # reading the body would stall: only the header can cause the refusal
+
     server.routes["/big"] = announces_a_huge_body
     with pytest.raises(RemoteFetchError, match="larger than"):
         fetch_local(server.url("/big"), dest, max_bytes=10_000, timeout=2.0)
@@ -241,6 +267,7 @@ def test_oversized_content_length_is_refused_up_front(server: LocalServer, dest:
 
 def chunked_stream(chunk: bytes, count: int) -> Route:
     """Chunked transfer encoding, so the size is unknown until the bytes arrive."""
+
     def route(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)
         handler.send_header("Content-Type", "audio/mpeg")
@@ -250,6 +277,7 @@ def chunked_stream(chunk: bytes, count: int) -> Route:
             handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             handler.wfile.flush()
         handler.wfile.write(b"0\r\n\r\n")
+
     return route
 
 
@@ -271,6 +299,7 @@ def test_slow_server_times_out(server: LocalServer, dest: Path) -> None:
     def stalls(handler: BaseHTTPRequestHandler) -> None:
         server.release.wait(10)
         send(handler, 200, b"too late", "audio/mpeg")
+
     server.routes["/slow"] = stalls
     started = time.monotonic()
     with pytest.raises(RemoteFetchError, match="timed out"):
@@ -288,6 +317,7 @@ def test_stall_in_the_middle_of_the_body_times_out(server: LocalServer, dest: Pa
         handler.wfile.write(payload(1000))
         handler.wfile.flush()
         server.release.wait(10)
+
     server.routes["/stall"] = stalls_midway
     with pytest.raises(RemoteFetchError, match="timed out"):
         fetch_local(server.url("/stall"), dest, timeout=0.3)
@@ -320,11 +350,29 @@ def test_connection_refused_is_reported(dest: Path) -> None:
 # --------------------------------------------------------------------------- SSRF guard
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "::1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-    "224.0.0.1", "240.0.0.1", "255.255.255.255", "fc00::1", "fe80::1", "ff02::1", "::",
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "::1",
+        "10.0.0.1",
+        "172.16.5.4",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "fc00::1",
+        "fe80::1",
+        "ff02::1",
+        "::",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+    ],
+)
 def test_private_and_special_addresses_are_not_public(address: str) -> None:
     assert not is_public_address(ip_address(address))
 
@@ -334,16 +382,28 @@ def test_global_addresses_are_public(address: str) -> None:
     assert is_public_address(ip_address(address))
 
 
-@pytest.mark.parametrize("url", [
-    "http://[::1]:9/song.mp3",
-    "http://10.0.0.1/song.mp3",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://[::ffff:127.0.0.1]:9/song.mp3",
-    "http://localhost:9/song.mp3",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]:9/song.mp3",
+        "http://10.0.0.1/song.mp3",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]:9/song.mp3",
+        "http://localhost:9/song.mp3",
+    ],
+)
 def test_private_targets_are_refused_by_default(url: str, dest: Path) -> None:
     with pytest.raises(RemoteFetchError, match="private or reserved"):
         fetch(url, "direct", dest, max_bytes=1000, timeout=1.0)
+
+
+def test_a_refused_address_is_told_apart_by_its_class(dest: Path) -> None:
+    with pytest.raises(AddressRefused) as caught:
+        fetch("http://10.0.0.1/song.mp3", "direct", dest, max_bytes=1000, timeout=1.0)
+    assert isinstance(caught.value, RemoteFetchError)  # callers that catch every fetch error still do
+    with pytest.raises(RemoteFetchError) as caught:
+        fetch("ftp://example.test/song.mp3", "direct", dest, max_bytes=1000, timeout=1.0)
+    assert not isinstance(caught.value, AddressRefused)
 
 
 def test_loopback_server_is_never_contacted_by_default(server: LocalServer, dest: Path) -> None:
@@ -375,8 +435,7 @@ def test_redirect_to_another_loopback_server_never_reaches_it(server: LocalServe
         server.routes["/innocent.mp3"] = redirect(internal.url("/admin"))
         policy = NetworkPolicy(address_allowed=only_first_loopback_is_allowed)
         with pytest.raises(RemoteFetchError, match="private or reserved"):
-            fetch_with_policy(server.url("/innocent.mp3"), "direct", dest, max_bytes=1000, timeout=1.0,
-                              policy=policy)
+            fetch_with_policy(server.url("/innocent.mp3"), "direct", dest, max_bytes=1000, timeout=1.0, policy=policy)
         assert internal.requests == []
     finally:
         internal.close()
@@ -385,8 +444,7 @@ def test_redirect_to_another_loopback_server_never_reaches_it(server: LocalServe
 def test_any_private_address_among_several_refuses(dest: Path) -> None:
     policy = NetworkPolicy(resolve=lambda host, port: [ip_address("93.184.215.14"), LOOPBACK])
     with pytest.raises(RemoteFetchError, match="private or reserved"):
-        fetch_with_policy("http://mixed.example.test/a.mp3", "direct", dest, max_bytes=1000, timeout=1.0,
-                          policy=policy)
+        fetch_with_policy("http://mixed.example.test/a.mp3", "direct", dest, max_bytes=1000, timeout=1.0, policy=policy)
 
 
 def test_connection_goes_to_the_checked_address_with_the_original_host(server: LocalServer, dest: Path) -> None:
@@ -413,10 +471,28 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[LocalServer, ssl.SSLContext]]:
         pytest.skip("the openssl command is needed to make a test certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=files.example.test",
-         "-addext", "subjectAltName=DNS:files.example.test"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=files.example.test",
+            "-addext",
+            "subjectAltName=DNS:files.example.test",
+        ],
+        check=True,
+        capture_output=True,
     )
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert, key)
@@ -428,31 +504,49 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[LocalServer, ssl.SSLContext]]:
 def test_https_keeps_sni_and_certificate_check_while_pinned(tls_server, dest: Path) -> None:
     server, client_context = tls_server
     server.routes["/song.flac"] = lambda h: send(h, 200, b"secure bytes", "audio/flac")
-    policy = NetworkPolicy(address_allowed=lambda address: True, resolve=lambda host, port: [LOOPBACK],
-                           verify=client_context)
-    fetched = fetch_with_policy(f"https://files.example.test:{server.port}/song.flac", "direct", dest,
-                                max_bytes=1000, timeout=2.0, policy=policy)
+    policy = NetworkPolicy(
+        address_allowed=lambda address: True, resolve=lambda host, port: [LOOPBACK], verify=client_context
+    )
+    fetched = fetch_with_policy(
+        f"https://files.example.test:{server.port}/song.flac",
+        "direct",
+        dest,
+        max_bytes=1000,
+        timeout=2.0,
+        policy=policy,
+    )
     assert fetched.path.read_bytes() == b"secure bytes"
     assert server.requests[0]["host"] == f"files.example.test:{server.port}"
 
     # Same address, a name the certificate does not cover: verified against the name, so refused.
     with pytest.raises(RemoteFetchError, match="certificate"):
-        fetch_with_policy(f"https://other.example.test:{server.port}/song.flac", "direct", dest,
-                          max_bytes=1000, timeout=2.0, policy=policy)
+        fetch_with_policy(
+            f"https://other.example.test:{server.port}/song.flac",
+            "direct",
+            dest,
+            max_bytes=1000,
+            timeout=2.0,
+            policy=policy,
+        )
     assert len(server.requests) == 1
 
 
 # --------------------------------------------------------------------------- share-link rewriting
 
 
-@pytest.mark.parametrize(("link", "expected"), [
-    ("https://www.dropbox.com/s/abc123/song.mp3?dl=0", "https://www.dropbox.com/s/abc123/song.mp3?dl=1"),
-    ("https://www.dropbox.com/s/abc123/song.mp3", "https://www.dropbox.com/s/abc123/song.mp3?dl=1"),
-    ("https://www.dropbox.com/scl/fi/xyz789/song.wav?rlkey=k3y&dl=0",
-     "https://www.dropbox.com/scl/fi/xyz789/song.wav?rlkey=k3y&dl=1"),
-    ("https://www.dropbox.com/s/abc123/song.mp3?raw=1", "https://www.dropbox.com/s/abc123/song.mp3?raw=1"),
-    ("https://dl.dropboxusercontent.com/s/abc123/song.mp3", "https://dl.dropboxusercontent.com/s/abc123/song.mp3"),
-])
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        ("https://www.dropbox.com/s/abc123/song.mp3?dl=0", "https://www.dropbox.com/s/abc123/song.mp3?dl=1"),
+        ("https://www.dropbox.com/s/abc123/song.mp3", "https://www.dropbox.com/s/abc123/song.mp3?dl=1"),
+        (
+            "https://www.dropbox.com/scl/fi/xyz789/song.wav?rlkey=k3y&dl=0",
+            "https://www.dropbox.com/scl/fi/xyz789/song.wav?rlkey=k3y&dl=1",
+        ),
+        ("https://www.dropbox.com/s/abc123/song.mp3?raw=1", "https://www.dropbox.com/s/abc123/song.mp3?raw=1"),
+        ("https://dl.dropboxusercontent.com/s/abc123/song.mp3", "https://dl.dropboxusercontent.com/s/abc123/song.mp3"),
+    ],
+)
 def test_dropbox_links_become_direct(link: str, expected: str) -> None:
     assert direct_url(link, "dropbox") == expected
 
@@ -461,16 +555,19 @@ DRIVE_ID = "1AbCdEfGhIjKlMnOpQrStUvWxYz_-0123"
 DRIVE_DIRECT = f"https://drive.usercontent.google.com/download?id={DRIVE_ID}&export=download&confirm=t"
 
 
-@pytest.mark.parametrize("link", [
-    f"https://drive.google.com/file/d/{DRIVE_ID}/view?usp=sharing",
-    f"https://drive.google.com/file/d/{DRIVE_ID}/view",
-    f"https://drive.google.com/file/d/{DRIVE_ID}",
-    f"https://drive.google.com/file/u/0/d/{DRIVE_ID}/edit",
-    f"https://drive.google.com/open?id={DRIVE_ID}",
-    f"https://drive.google.com/uc?id={DRIVE_ID}&export=download",
-    f"https://docs.google.com/uc?export=download&id={DRIVE_ID}",
-    f"https://drive.usercontent.google.com/download?id={DRIVE_ID}",
-])
+@pytest.mark.parametrize(
+    "link",
+    [
+        f"https://drive.google.com/file/d/{DRIVE_ID}/view?usp=sharing",
+        f"https://drive.google.com/file/d/{DRIVE_ID}/view",
+        f"https://drive.google.com/file/d/{DRIVE_ID}",
+        f"https://drive.google.com/file/u/0/d/{DRIVE_ID}/edit",
+        f"https://drive.google.com/open?id={DRIVE_ID}",
+        f"https://drive.google.com/uc?id={DRIVE_ID}&export=download",
+        f"https://docs.google.com/uc?export=download&id={DRIVE_ID}",
+        f"https://drive.usercontent.google.com/download?id={DRIVE_ID}",
+    ],
+)
 def test_drive_links_become_direct(link: str) -> None:
     assert direct_url(link, "drive") == DRIVE_DIRECT
 
@@ -485,23 +582,26 @@ def test_direct_links_are_unchanged() -> None:
     assert direct_url(link, "direct") == link
 
 
-@pytest.mark.parametrize(("link", "remote_type", "message"), [
-    ("https://example.com/song.mp3", "ftp", "unknown remote_type"),
-    ("ftp://example.com/song.mp3", "direct", "only http and https"),
-    ("file:///etc/passwd", "direct", "only http and https"),
-    ("javascript:alert(1)", "direct", "only http and https"),
-    ("not a url", "direct", "only http and https"),
-    ("http://", "direct", "no host"),
-    ("http://[::1/song.mp3", "direct", "not a valid URL"),
-    ("http://example.com:99999/song.mp3", "direct", "not a valid URL"),
-    ("https://drive.google.com/drive/my-drive", "drive", "no file id"),
-    ("https://drive.google.com/open?id=", "drive", "no file id"),
-    ("https://example.com/file/d/1AbCdEfGhIjKlMnOp/view", "drive", "not a Google Drive link"),
-    ("https://example.com/s/abc/song.mp3", "dropbox", "not a Dropbox link"),
-    ("https://mega.nz/folder/AbCdEfGh#0123456789abcdefABCDEF", "mega", "folder links"),
-    ("https://mega.nz/file/AbCdEfGh", "mega", "no valid key"),
-    ("https://example.com/file/AbCdEfGh#key", "mega", "not a MEGA link"),
-])
+@pytest.mark.parametrize(
+    ("link", "remote_type", "message"),
+    [
+        ("https://example.com/song.mp3", "ftp", "unknown remote_type"),
+        ("ftp://example.com/song.mp3", "direct", "only http and https"),
+        ("file:///etc/passwd", "direct", "only http and https"),
+        ("javascript:alert(1)", "direct", "only http and https"),
+        ("not a url", "direct", "only http and https"),
+        ("http://", "direct", "no host"),
+        ("http://[::1/song.mp3", "direct", "not a valid URL"),
+        ("http://example.com:99999/song.mp3", "direct", "not a valid URL"),
+        ("https://drive.google.com/drive/my-drive", "drive", "no file id"),
+        ("https://drive.google.com/open?id=", "drive", "no file id"),
+        ("https://example.com/file/d/1AbCdEfGhIjKlMnOp/view", "drive", "not a Google Drive link"),
+        ("https://example.com/s/abc/song.mp3", "dropbox", "not a Dropbox link"),
+        ("https://mega.nz/folder/AbCdEfGh#0123456789abcdefABCDEF", "mega", "folder links"),
+        ("https://mega.nz/file/AbCdEfGh", "mega", "no valid key"),
+        ("https://example.com/file/AbCdEfGh#key", "mega", "not a MEGA link"),
+    ],
+)
 def test_bad_links_are_refused(link: str, remote_type: str, message: str) -> None:
     with pytest.raises(RemoteFetchError, match=message):
         direct_url(link, remote_type)
@@ -511,8 +611,13 @@ def test_drive_fetch_uses_rewritten_url_and_content_disposition(dest: Path) -> N
     # Google's certificate cannot be served locally, so the rewritten URL's path and query are replayed over http.
     local = LocalServer()
     try:
-        local.routes["/download"] = lambda h: send(h, 200, b"drive bytes", "application/octet-stream",
-                                                  {"Content-Disposition": 'attachment; filename="take 3.wav"'})
+        local.routes["/download"] = lambda h: send(
+            h,
+            200,
+            b"drive bytes",
+            "application/octet-stream",
+            {"Content-Disposition": 'attachment; filename="take 3.wav"'},
+        )
         rewritten = direct_url(f"https://drive.google.com/file/d/{DRIVE_ID}/view", "drive")
         local_url = rewritten.replace("https://drive.usercontent.google.com", f"http://127.0.0.1:{local.port}")
         fetched = fetch_local(local_url, dest)
@@ -549,10 +654,13 @@ def mega_api(server: LocalServer, answer: object) -> str:
     return server.url("/cs")
 
 
-@pytest.mark.parametrize("link", [
-    f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}",
-    f"https://mega.nz/#!{MEGA_HANDLE}!{MEGA_KEY_TEXT}",
-])
+@pytest.mark.parametrize(
+    "link",
+    [
+        f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}",
+        f"https://mega.nz/#!{MEGA_HANDLE}!{MEGA_KEY_TEXT}",
+    ],
+)
 def test_mega_file_is_downloaded_and_decrypted(server: LocalServer, dest: Path, link: str) -> None:
     original = payload(300_007, seed=3)  # not a multiple of 16: the last CTR block is partial
     encrypted, attributes = mega_encrypt(original, "Live at Home – take 2.flac")
@@ -586,8 +694,13 @@ def test_mega_size_over_limit_is_refused_before_download(server: LocalServer, de
     server.routes["/dl/blob"] = lambda h: send(h, 200, encrypted, "application/octet-stream")
     api = mega_api(server, [{"s": 5000, "at": attributes, "g": server.url("/dl/blob")}])
     with pytest.raises(RemoteFetchError, match="larger than"):
-        fetch_local(f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}", dest, remote_type="mega",
-                    mega_api_url=api, max_bytes=4000)
+        fetch_local(
+            f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}",
+            dest,
+            remote_type="mega",
+            mega_api_url=api,
+            max_bytes=4000,
+        )
     assert "/dl/blob" not in server.paths_requested()
     assert leftover_files(dest) == []
 
@@ -598,8 +711,7 @@ def test_mega_truncated_download_is_removed(server: LocalServer, dest: Path) -> 
     server.routes["/dl/blob"] = lambda h: send(h, 200, encrypted[:3000], "application/octet-stream")
     api = mega_api(server, [{"s": len(original), "at": attributes, "g": server.url("/dl/blob")}])
     with pytest.raises(RemoteFetchError, match="incomplete"):
-        fetch_local(f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}", dest, remote_type="mega",
-                    mega_api_url=api)
+        fetch_local(f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}", dest, remote_type="mega", mega_api_url=api)
     assert leftover_files(dest) == []
 
 
@@ -608,41 +720,48 @@ def test_mega_download_url_gets_the_address_check(server: LocalServer, dest: Pat
     api = mega_api(server, [{"s": 100, "at": attributes, "g": "http://10.1.2.3/dl/blob"}])
     policy = NetworkPolicy(address_allowed=only_first_loopback_is_allowed)
     with pytest.raises(RemoteFetchError, match="private or reserved"):
-        fetch_with_policy(f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}", "mega", dest,
-                          max_bytes=1000, timeout=1.0, policy=policy, mega_api_url=api)
+        fetch_with_policy(
+            f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}",
+            "mega",
+            dest,
+            max_bytes=1000,
+            timeout=1.0,
+            policy=policy,
+            mega_api_url=api,
+        )
 
 
-@pytest.mark.parametrize(("answer", "message"), [
-    ([-9], r"error -9: file not found"),
-    (-2, r"error -2: bad arguments"),
-    ([{"e": -11}], r"error -11: access denied"),
-    ([-123], r"error -123: unknown error"),
-    ([{"s": 10}], "unreadable answer"),
-    ("nonsense", "unreadable answer"),
-])
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ([-9], r"error -9: file not found"),
+        (-2, r"error -2: bad arguments"),
+        ([{"e": -11}], r"error -11: access denied"),
+        ([-123], r"error -123: unknown error"),
+        ([{"s": 10}], "unreadable answer"),
+        ("nonsense", "unreadable answer"),
+    ],
+)
 def test_mega_api_errors_are_reported(server: LocalServer, answer: object, message: str) -> None:
     api = mega_api(server, answer)
-    with _PinnedHttp(NetworkPolicy(address_allowed=lambda address: True), timeout=2.0) as http:
+    with PinnedHttp(NetworkPolicy(address_allowed=lambda address: True), timeout=2.0) as http:
         with pytest.raises(RemoteFetchError, match=message):
-            _mega_download_info(http, api, MEGA_HANDLE)
+            _download_info(http, api, MEGA_HANDLE)
 
 
 def test_mega_api_error_through_fetch(server: LocalServer, dest: Path) -> None:
     pytest.importorskip("cryptography")
     api = mega_api(server, [-9])
     with pytest.raises(RemoteFetchError, match="file not found"):
-        fetch_local(f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}", dest, remote_type="mega",
-                    mega_api_url=api)
+        fetch_local(f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}", dest, remote_type="mega", mega_api_url=api)
     assert leftover_files(dest) == []
 
 
-def test_mega_without_cryptography_says_so(server: LocalServer, dest: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mega_without_cryptography_says_so(server: LocalServer, dest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [name for name in sys.modules if name == "cryptography" or name.startswith("cryptography.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "cryptography", None)  # makes `import cryptography...` fail
     api = mega_api(server, [-9])
     with pytest.raises(RemoteFetchError, match="mega links need the 'cryptography' package"):
-        fetch_local(f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}", dest, remote_type="mega",
-                    mega_api_url=api)
+        fetch_local(f"https://mega.nz/file/{MEGA_HANDLE}#{MEGA_KEY_TEXT}", dest, remote_type="mega", mega_api_url=api)
     assert server.requests == []  # refused before any network work

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from conftest import stereo_mix, wav_bytes
 from openmvsep.store.models import Job
+
+from conftest import stereo_mix, wav_bytes
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
     posts: list[dict] = []
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = self.files.get(urllib.parse.unquote(self.path))
         if body is None:
             self.send_response(404)
@@ -31,13 +32,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("content-length", 0))
         self.posts.append(json.loads(self.rfile.read(length)))
         self.send_response(200)
         self.end_headers()
 
-    def log_message(self, *args):  # noqa: ANN002
+    def log_message(self, *args):
         pass
 
 
@@ -55,9 +56,17 @@ def test_url_input_two_stage_flow(make_harness, web):
     handler.files["/music/Remote Song.wav"] = wav_bytes(stereo_mix(1.0))
     h = make_harness(remote_allow_private=True)
     token = h.user()
-    r = h.client.post("/api/separation/create", data={"api_token": token, "sep_type": "55", "add_opt1": "dsp",
-                                                      "url": f"{base}/music/Remote%20Song.wav",
-                                                      "remote_type": "direct", "output_format": "2"}).json()
+    r = h.client.post(
+        "/api/separation/create",
+        data={
+            "api_token": token,
+            "sep_type": "55",
+            "add_opt1": "dsp",
+            "url": f"{base}/music/Remote%20Song.wav",
+            "remote_type": "direct",
+            "output_format": "2",
+        },
+    ).json()
     short = r["data"]["hash"]
     assert len(short) == 16 and short.isalnum()
     assert r["data"]["link"] == f"http://testserver/api/separation/get-remote?hash={short}"
@@ -79,8 +88,9 @@ def test_url_input_refused_on_loopback_by_default(harness, web):
     base, handler = web
     handler.files["/a.wav"] = wav_bytes(stereo_mix(1.0))
     token = harness.user()
-    short = harness.client.post("/api/separation/create", data={"api_token": token, "sep_type": "55",
-                                                                "url": f"{base}/a.wav"}).json()["data"]["hash"]
+    short = harness.client.post(
+        "/api/separation/create", data={"api_token": token, "sep_type": "55", "url": f"{base}/a.wav"}
+    ).json()["data"]["hash"]
     harness.run_all()
     got = harness.client.get("/api/separation/get-remote", params={"hash": short}).json()
     assert got["status"] == "failed" and "private" in got["data"]["message"]
@@ -95,10 +105,13 @@ def test_matchering_job_matches_loudness_and_brightness(harness):
     quiet_dull = np.stack([0.02 * tones, 0.02 * tones]).astype(np.float32)
     bright = tones + 0.8 * rng.standard_normal(t.size) * (1 + np.sin(2 * np.pi * 2 * t))
     loud_bright = np.stack([0.9 * bright, 0.9 * bright]) / np.abs(bright).max()
-    files = {"target_audiofile": ("target.wav", wav_bytes(quiet_dull), "audio/wav"),
-             "reference_audiofile": ("ref.wav", wav_bytes(loud_bright.astype(np.float32)), "audio/wav")}
-    r = harness.client.post("/api/separation/create", data={"api_token": token, "sep_type": "68", "output_format": "4"},
-                            files=files).json()
+    files = {
+        "target_audiofile": ("target.wav", wav_bytes(quiet_dull), "audio/wav"),
+        "reference_audiofile": ("ref.wav", wav_bytes(loud_bright.astype(np.float32)), "audio/wav"),
+    }
+    r = harness.client.post(
+        "/api/separation/create", data={"api_token": token, "sep_type": "68", "output_format": "4"}, files=files
+    ).json()
     assert r["success"] is True, r
     harness.run_all()
     done = harness.get(r["data"]["hash"])
@@ -109,27 +122,33 @@ def test_matchering_job_matches_loudness_and_brightness(harness):
 
     (result,) = done["data"]["files"]
     assert result["type"] == "Result"
-    audio, _ = sf.read(io.BytesIO(harness.client.get(result["url"].removeprefix("http://testserver")).content),
-                       always_2d=True)
+    audio, _ = sf.read(
+        io.BytesIO(harness.client.get(result["url"].removeprefix("http://testserver")).content), always_2d=True
+    )
 
-    def rms_db(x):  # noqa: ANN001, ANN202
+    def rms_db(x):
         return 20 * np.log10(np.sqrt(np.mean(np.square(x))) + 1e-12)
 
     assert abs(rms_db(audio) - rms_db(loud_bright.T)) < 2.0
     assert rms_db(audio) - rms_db(quiet_dull.T) > 10
 
-    def brightness(x):  # noqa: ANN001, ANN202 - energy above 4 kHz over energy below 1 kHz, in dB
+    def brightness(x):
         spectrum = np.abs(np.fft.rfft(x[:, 0])) ** 2
         freqs = np.fft.rfftfreq(x.shape[0], 1 / rate)
         return 10 * np.log10(spectrum[freqs > 4000].sum() / spectrum[freqs < 1000].sum())
 
-    assert abs(brightness(audio) - brightness(loud_bright.T)) < abs(brightness(quiet_dull.T) - brightness(loud_bright.T))
+    assert abs(brightness(audio) - brightness(loud_bright.T)) < abs(
+        brightness(quiet_dull.T) - brightness(loud_bright.T)
+    )
 
 
 def test_matchering_needs_both_files(harness):
     token = harness.user()
-    r = harness.client.post("/api/separation/create", data={"api_token": token, "sep_type": "68"},
-                            files={"target_audiofile": ("t.wav", wav_bytes(stereo_mix(1.0)), "audio/wav")})
+    r = harness.client.post(
+        "/api/separation/create",
+        data={"api_token": token, "sep_type": "68"},
+        files={"target_audiofile": ("t.wav", wav_bytes(stereo_mix(1.0)), "audio/wav")},
+    )
     assert r.status_code == 400 and "reference_audiofile" in r.json()["message"]
 
 
@@ -142,6 +161,26 @@ def test_webhook_receives_the_get_body(make_harness, web):
     assert len(handler.posts) == 1
     body = handler.posts[0]
     assert body["hash"] == hash_value and body["status"] == "done" and body["data"]["files"]
+
+
+def test_webhook_to_a_refused_address_is_not_retried(harness, web, monkeypatch):
+    from openmvsep.service import webhooks
+
+    base, handler = web  # a real server on 127.0.0.1; remote_allow_private is off by default
+    calls = []
+
+    def counting_post_json(*args, **kwargs):
+        calls.append(args[0])
+        return post_json(*args, **kwargs)
+
+    post_json = webhooks.post_json
+    monkeypatch.setattr(webhooks, "post_json", counting_post_json)
+    token = harness.user()
+    hash_value = harness.create(token, wav_bytes(stereo_mix(1.0)), webhook_url=f"{base}/hook")["data"]["hash"]
+    harness.run_all()
+    assert harness.get(hash_value)["status"] == "done"  # a refused webhook never fails the job
+    assert calls == [f"{base}/hook"]  # one attempt: the same address would be refused again
+    assert handler.posts == []  # and nothing reached the server
 
 
 def test_delete_removes_files_and_hides_job(harness):

@@ -9,11 +9,12 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy import select, update
 
-from conftest import stereo_mix, wav_bytes
-from openmvsep.runner import queue
 from openmvsep.runner.janitor import sweep_expired
+from openmvsep.service import lifecycle
 from openmvsep.store.db import utcnow
 from openmvsep.store.models import Job, WorkItem
+
+from conftest import stereo_mix, wav_bytes
 
 
 def download_stems(h, hash_value) -> dict[str, np.ndarray]:
@@ -52,7 +53,7 @@ def test_long_input_is_split_distributed_merged_without_clicks(make_harness):
     steps = np.abs(np.diff(stems["Center"], axis=1)).max(axis=0)
     rate = 44100
     joins = [int(b * rate) for b in (2, 4, 6)]
-    near = np.concatenate([steps[j - 2000:j + 2000] for j in joins])
+    near = np.concatenate([steps[j - 2000 : j + 2000] for j in joins])
     assert near.max() <= 1.2 * np.percentile(steps, 99.9)
     # Work files of the chunks are gone once merged.
     assert not (h.ctx.storage.root / "work").exists() or not any((h.ctx.storage.root / "work").rglob("*.wav"))
@@ -63,12 +64,12 @@ def test_worker_death_requeues_and_job_finishes_charged_once(make_harness):
     token = h.user(credits=10, premium=True)
     hash_value = h.create(token, wav_bytes(stereo_mix(1.0)))["data"]["hash"]
     # A worker claims the job and dies without a word.
-    claim = queue.claim_next(h.ctx.db, "dead-worker", 30)
+    claim = lifecycle.claim_next(h.ctx.db, "dead-worker", 30)
     assert claim is not None and h.get(hash_value)["status"] == "processing"
-    assert queue.release_lost_work(h.ctx.db, 3) == 0  # lease still valid: nothing to take back
+    assert lifecycle.release_lost_work(h.ctx.db, 3) == 0  # lease still valid: nothing to take back
     with h.ctx.db.session() as s:
         s.execute(update(WorkItem).values(lease_until=utcnow() - timedelta(seconds=1)))
-    assert queue.release_lost_work(h.ctx.db, 3) == 1
+    assert lifecycle.release_lost_work(h.ctx.db, 3) == 1
     assert h.get(hash_value)["status"] == "waiting"
     assert h.run_all() == 1
     assert h.get(hash_value)["status"] == "done"
@@ -81,8 +82,8 @@ def test_job_fails_with_refund_after_max_attempts(make_harness):
     token = h.user(credits=10, premium=True)
     hash_value = h.create(token, wav_bytes(stereo_mix(1.0)))["data"]["hash"]
     for attempt in range(2):
-        assert queue.claim_next(h.ctx.db, f"w{attempt}", 30) is not None
-        queue.release_lost_work(h.ctx.db, 2, workers=[f"w{attempt}"])
+        assert lifecycle.claim_next(h.ctx.db, f"w{attempt}", 30) is not None
+        lifecycle.release_lost_work(h.ctx.db, 2, workers=[f"w{attempt}"])
     st = h.get(hash_value)
     assert st["status"] == "failed" and "stopped 2 times" in st["data"]["message"]
     assert h.client.get("/api/app/user", params={"api_token": token}).json()["data"]["premium_minutes"] == 10
@@ -93,14 +94,13 @@ def test_late_result_of_a_lost_worker_is_ignored(make_harness):
     h = make_harness()
     token = h.user()
     hash_value = h.create(token, wav_bytes(stereo_mix(1.0)))["data"]["hash"]
-    claim = queue.claim_next(h.ctx.db, "slow", 30)
-    queue.release_lost_work(h.ctx.db, 3, workers=["slow"])
+    claim = lifecycle.claim_next(h.ctx.db, "slow", 30)
+    lifecycle.release_lost_work(h.ctx.db, 3, workers=["slow"])
     assert h.run_all() == 1  # another worker does it
     first = h.get(hash_value)["data"]["files"]
-    h.worker.name = "slow"  # the slow worker comes back and reports
-    with h.ctx.db.reader() as s:
-        job, item = s.get(Job, claim.job_id), s.get(WorkItem, claim.id)
-    h.worker._complete(job, item, [{"type": "X", "key": "processed/x", "download": "x", "bytes": 1, "stem": "x"}])
+    # the slow worker comes back and reports
+    late = [{"type": "X", "key": "processed/x", "download": "x", "bytes": 1, "stem": "x"}]
+    assert lifecycle.complete_item(h.ctx.db, claim.id, "slow", late) is False
     assert h.get(hash_value)["data"]["files"] == first
 
 
@@ -124,19 +124,19 @@ def test_pieces_of_a_job_failed_meanwhile_end_without_reviving_it(make_harness):
     h = make_harness(chunk_threshold_seconds=2, chunk_seconds=1, chunk_overlap_seconds=0.1)
     token = h.user(credits=10, premium=True)
     hash_value = h.create(token, wav_bytes(stereo_mix(2.8)))["data"]["hash"]
-    claims = [queue.claim_next(h.ctx.db, name, 60) for name in ("a", "b", "c")]
+    claims = [lifecycle.claim_next(h.ctx.db, name, 60) for name in ("a", "b", "c")]
     assert [c.kind for c in claims] == ["chunk"] * 3
     with h.ctx.db.session() as s:
-        queue.fail_job(s, queue.lock_job(s, claims[0].job_id), "broken")
+        lifecycle.fail_job(s, lifecycle.lock_job(s, claims[0].job_id), "broken")
         for claim in claims[1:]:  # as if their rows had been locked by their workers while the job failed
             s.get(WorkItem, claim.id).status = "running"
     with h.ctx.db.session() as s:
-        queue.requeue_item(s, queue.lock_item(s, claims[1].id))
-        job = queue.finish_item(s, queue.lock_item(s, claims[2].id))
+        lifecycle.requeue_item(s, lifecycle.lock_item(s, claims[1].id))
+        job = lifecycle.finish_item(s, lifecycle.lock_item(s, claims[2].id))
         assert job.status == "failed"
     with h.ctx.db.reader() as s:
         items = s.query(WorkItem).filter(WorkItem.job_id == claims[0].job_id).all()
         assert {i.id: i.status for i in items}[claims[1].id] == "failed"
         assert not [i for i in items if i.kind == "merge"]
     assert h.get(hash_value)["status"] == "failed"
-    assert queue.claim_next(h.ctx.db, "d", 60) is None
+    assert lifecycle.claim_next(h.ctx.db, "d", 60) is None

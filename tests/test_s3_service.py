@@ -11,17 +11,26 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy import update
 
-from conftest import Harness, make_settings, stereo_mix, wav_bytes
 from openmvsep.runner.janitor import sweep_expired
 from openmvsep.store.db import utcnow
 from openmvsep.store.models import Job
 from openmvsep.store.s3 import S3Storage
 
+from conftest import Harness, make_settings, stereo_mix, wav_bytes
 
-def _harness(tmp_path, seaweedfs, **overrides) -> Harness:  # noqa: ANN001, ANN003
+
+def _harness(tmp_path, seaweedfs, **overrides) -> Harness:
     bucket = seaweedfs.new_bucket()
-    return Harness(make_settings(tmp_path, **bucket.settings(), chunk_threshold_seconds=2, chunk_seconds=1,
-                                 chunk_overlap_seconds=0.1, **overrides))
+    return Harness(
+        make_settings(
+            tmp_path,
+            **bucket.settings(),
+            chunk_threshold_seconds=2,
+            chunk_seconds=1,
+            chunk_overlap_seconds=0.1,
+            **overrides,
+        )
+    )
 
 
 def test_jobs_on_s3_download_through_the_api_with_ranges(tmp_path, seaweedfs):
@@ -96,10 +105,17 @@ def test_quality_checker_entry_scored_from_s3(tmp_path, seaweedfs):
             for song in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
                 z.write(song / "mixture.wav", f"{song.name}_vocals.wav")
         token = h.user()
-        r = h.client.post("/api/quality_checker/add", data={"api_token": token, "algo_name": "mix as vocals",
-                                                             "dataset_type": str(dataset["dataset_type"]),
-                                                             "ensemble": "0", "password": "pw123456"},
-                          files={"zipfile": ("sub.zip", zip_path.read_bytes(), "application/zip")})
+        r = h.client.post(
+            "/api/quality_checker/add",
+            data={
+                "api_token": token,
+                "algo_name": "mix as vocals",
+                "dataset_type": str(dataset["dataset_type"]),
+                "ensemble": "0",
+                "password": "pw123456",
+            },
+            files={"zipfile": ("sub.zip", zip_path.read_bytes(), "application/zip")},
+        )
         assert r.status_code == 200, r.text
         entry_id = r.json()["data"]["id"]
         assert h.client.get(dataset["mixtures"]).status_code == 200  # the public mixtures zip, from the store

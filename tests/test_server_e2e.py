@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,8 +33,21 @@ def test_curl_job_as_the_api_page_shows(server, tmp_path):
     mix = stereo_mix(3.0)
     song = tmp_path / "My Song.wav"
     sf.write(song, mix.T, 44100, subtype="PCM_16")
-    created = server.curl("/api/separation/create", "-X", "POST", "-F", f"api_token={token}", "-F", "sep_type=55",
-                          "-F", "add_opt1=dsp", "-F", "output_format=1", "-F", f"audiofile=@{song}")
+    created = server.curl(
+        "/api/separation/create",
+        "-X",
+        "POST",
+        "-F",
+        f"api_token={token}",
+        "-F",
+        "sep_type=55",
+        "-F",
+        "add_opt1=dsp",
+        "-F",
+        "output_format=1",
+        "-F",
+        f"audiofile=@{song}",
+    )
     assert created["success"] is True and created["data"]["link"].startswith(server.url)
     done = server.wait_status(created["data"]["hash"], {"done", "failed"})
     assert done["status"] == "done", done
@@ -54,15 +64,43 @@ def test_curl_job_as_the_api_page_shows(server, tmp_path):
 
 
 def test_worker_killed_mid_job_finishes_on_respawned_worker(tmp_path):
-    server = Server(tmp_path / "data", OPENMVSEP_CHUNK_THRESHOLD_SECONDS="1", OPENMVSEP_CHUNK_SECONDS="0.5",
-                    OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.05")
+    server = Server(
+        tmp_path / "data",
+        OPENMVSEP_CHUNK_THRESHOLD_SECONDS="1",
+        OPENMVSEP_CHUNK_SECONDS="0.5",
+        OPENMVSEP_CHUNK_OVERLAP_SECONDS="0.05",
+    )
     try:
-        token = server.cli("user", "create", "--email", "k@example.com", "--password", "password123", "--premium",
-                           "--credits", "10").strip().splitlines()[-1]
+        token = (
+            server.cli(
+                "user",
+                "create",
+                "--email",
+                "k@example.com",
+                "--password",
+                "password123",
+                "--premium",
+                "--credits",
+                "10",
+            )
+            .strip()
+            .splitlines()[-1]
+        )
         song = tmp_path / "long.flac"
         sf.write(song, stereo_mix(30.0).T, 44100)
-        created = server.curl("/api/separation/create", "-F", f"api_token={token}", "-F", "sep_type=55",
-                              "-F", "add_opt1=dsp", "-F", "output_format=2", "-F", f"audiofile=@{song}")
+        created = server.curl(
+            "/api/separation/create",
+            "-F",
+            f"api_token={token}",
+            "-F",
+            "sep_type=55",
+            "-F",
+            "add_opt1=dsp",
+            "-F",
+            "output_format=2",
+            "-F",
+            f"audiofile=@{song}",
+        )
         hash_value = created["data"]["hash"]
         server.wait_status(hash_value, {"distributing"})
         victims = server.worker_pids()
@@ -78,8 +116,8 @@ def test_worker_killed_mid_job_finishes_on_respawned_worker(tmp_path):
 
 
 def test_restart_takes_back_work_of_the_previous_run(tmp_path):
-    from openmvsep.runner import queue
     from openmvsep.runner.local import worker_name_prefix
+    from openmvsep.service import lifecycle
     from openmvsep.settings import Settings
     from openmvsep.store.db import Database
 
@@ -89,13 +127,22 @@ def test_restart_takes_back_work_of_the_previous_run(tmp_path):
         token = first.cli("user", "create", "--email", "r@example.com", "--password", "password123").strip()
         song = tmp_path / "a.wav"
         sf.write(song, stereo_mix(1.0).T, 44100)
-        hash_value = first.curl("/api/separation/create", "-F", f"api_token={token.splitlines()[-1]}",
-                                "-F", "sep_type=55", "-F", "add_opt1=dsp", "-F", f"audiofile=@{song}")["data"]["hash"]
+        hash_value = first.curl(
+            "/api/separation/create",
+            "-F",
+            f"api_token={token.splitlines()[-1]}",
+            "-F",
+            "sep_type=55",
+            "-F",
+            "add_opt1=dsp",
+            "-F",
+            f"audiofile=@{song}",
+        )["data"]["hash"]
     finally:
         first.stop()
     # A worker of that earlier run had claimed the job when the machine went down.
     db = Database(Settings(data_dir=data).effective_database_url)
-    assert queue.claim_next(db, f"{worker_name_prefix()}deadboot:0", lease_seconds=3600) is not None
+    assert lifecycle.claim_next(db, f"{worker_name_prefix()}deadboot:0", lease_seconds=3600) is not None
     db.dispose()
     second = Server(data, workers=1)
     try:
@@ -135,8 +182,12 @@ def test_workers_do_not_outlive_a_killed_server(tmp_path):
 def test_celery_workers_do_not_outlive_their_supervisor(tmp_path):
     from processes import CeleryWorkers
 
-    env = {**os.environ, "OPENMVSEP_DATA_DIR": str(tmp_path / "data"), "OPENMVSEP_EXECUTOR": "celery",
-           "OPENMVSEP_CELERY_QUEUE": f"openmvsep-orphans-{os.getpid()}"}
+    env = {
+        **os.environ,
+        "OPENMVSEP_DATA_DIR": str(tmp_path / "data"),
+        "OPENMVSEP_EXECUTOR": "celery",
+        "OPENMVSEP_CELERY_QUEUE": f"openmvsep-orphans-{os.getpid()}",
+    }
     pool = CeleryWorkers(env, concurrency=2, log=tmp_path / "worker.log")
     try:
         deadline = time.time() + 30

@@ -115,8 +115,8 @@ def test_read_ranges(storage, tmp_path):
     assert len(blocks) > 1 and max(len(b) for b in blocks) <= MiB  # streamed, not read whole
     assert read_all(storage, "processed/big.bin", 10, 20) == data[10:20]
     assert read_all(storage, "processed/big.bin", 0, 1) == data[:1]
-    assert read_all(storage, "processed/big.bin", MiB - 5) == data[MiB - 5:]
-    assert read_all(storage, "processed/big.bin", 0, MiB + 7) == data[:MiB + 7]
+    assert read_all(storage, "processed/big.bin", MiB - 5) == data[MiB - 5 :]
+    assert read_all(storage, "processed/big.bin", 0, MiB + 7) == data[: MiB + 7]
     assert read_all(storage, "processed/big.bin", size - 3, size + 100) == data[-3:]  # end past the end
     assert read_all(storage, "processed/big.bin", size) == b""
     assert read_all(storage, "processed/big.bin", size + 10) == b""
@@ -151,8 +151,13 @@ def test_delete_and_delete_prefix(storage, tmp_path):
 
 
 def test_list_gives_keys_and_mtimes_under_a_folder(storage, tmp_path):
-    keys = {"processed/x.wav", "processed/y.mp3", "processed/sub/z.flac", "processed/sub/deeper/w.ogg",
-            "processed/v.wav"}
+    keys = {
+        "processed/x.wav",
+        "processed/y.mp3",
+        "processed/sub/z.flac",
+        "processed/sub/deeper/w.ogg",
+        "processed/v.wav",
+    }
     for i, key in enumerate(sorted(keys)):
         storage.put_file(key, make_file(tmp_path, str(i), b"data"))
     storage.put_file("processedX/outside", make_file(tmp_path, "o", b"data"))
@@ -193,7 +198,7 @@ def test_multipart_upload_of_a_large_file(storage, tmp_path):
     assert storage.size("processed/big.wav") == len(data)
     with storage.local_file("processed/big.wav") as path:
         assert path.read_bytes() == data
-    assert read_all(storage, "processed/big.wav", 5 * MiB - 3, 5 * MiB + 3) == data[5 * MiB - 3:5 * MiB + 3]
+    assert read_all(storage, "processed/big.wav", 5 * MiB - 3, 5 * MiB + 3) == data[5 * MiB - 3 : 5 * MiB + 3]
     if isinstance(storage, S3Storage):
         head = storage.client.head_object(Bucket=storage.bucket, Key=f"{storage.prefix}/processed/big.wav")
         assert head["ETag"].strip('"').endswith("-3")  # a multipart object's ETag counts its parts
@@ -306,7 +311,8 @@ def test_make_storage_picks_the_class_from_settings(seaweedfs, tmp_path):
     assert read_all(s3, "temp/a") == b"through settings"
     assert s3.client.head_object(Bucket=bucket.name, Key="deploy/one/temp/a")["ContentLength"] == 16
 
-    root = make_storage(Settings(data_dir=tmp_path / "data", storage_url=f"s3://{bucket.name}",
-                                 s3_endpoint=bucket.endpoint))
+    root = make_storage(
+        Settings(data_dir=tmp_path / "data", storage_url=f"s3://{bucket.name}", s3_endpoint=bucket.endpoint)
+    )
     assert isinstance(root, S3Storage) and root.prefix == ""
     assert read_all(root, "deploy/one/temp/a") == b"through settings"

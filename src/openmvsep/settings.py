@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -26,6 +27,11 @@ class Settings(BaseSettings):
     presigned_urls: bool = False  # S3 only: result links point at the store (signed) instead of this server
     presigned_url_seconds: int = 6 * 3600
     orphan_grace_seconds: float = 3600.0  # stored inputs with no job row after this long are deleted (crashes)
+
+    # Logging (logs.py): one line per record on stderr, for serve, its workers and `openmvsep worker` alike.
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (time, level, logger, request_id, ...)
+    log_level: str = "INFO"  # of openmvsep's, uvicorn's and Celery's loggers; other libraries log warnings only
+    access_log: bool = False  # uvicorn's access log: one line per request, with its request id
 
     # Executor: local (worker processes of `serve`) | celery (workers started with `openmvsep worker`).
     executor: str = "local"

@@ -17,16 +17,17 @@ import numpy as np
 import pytest
 import soundfile
 
-from openmvsep.engine import audio
 from openmvsep.engine.audio import (
     FORMATS,
     AudioError,
     AudioWriter,
+    decode,
     iter_audio,
     probe,
     read_audio,
     write_audio,
 )
+from openmvsep.presenters.media_tags import getid3_tags
 
 RATE = 44100
 LOSSLESS_STEP = {1: 2.0**-15, 2: 2.0**-15, 5: 2.0**-23}  # quantisation step of the integer formats
@@ -140,7 +141,7 @@ def test_mp3_is_320_kbps_cbr(tmp_path: Path) -> None:
         headers = [bytes(p)[:4] for p in container.demux(stream) if p.size]
     assert headers and all(h[0] == 0xFF and h[1] >> 3 & 3 == 3 and h[2] >> 4 == 14 for h in headers)
 
-    audio_tags = probe(path).tags["audio"]
+    audio_tags = getid3_tags(probe(path).media)["audio"]
     summary = (audio_tags["bitrate"], audio_tags["bitrate_mode"], audio_tags["encoder_options"])
     assert summary == (320000, "cbr", "CBR320")
 
@@ -268,8 +269,10 @@ def test_probe_fields_and_types(tmp_path: Path, fmt_id: int) -> None:
 
     assert isinstance(info.duration, float) and isinstance(info.bitrate, int)
     assert info.bitrate > 0
-    tags = json.loads(json.dumps(info.tags))  # plain JSON types only
-    assert tags == info.tags
+    media = json.loads(json.dumps(info.media))  # plain JSON types only: it is stored as it is
+    assert media == info.media
+    tags = json.loads(json.dumps(getid3_tags(media)))
+    assert tags == getid3_tags(media)
     entry = tags["audio"]
     check_audio_entry(entry)
     assert len(entry["streams"]) == 1
@@ -290,9 +293,9 @@ def test_probe_fields_and_types(tmp_path: Path, fmt_id: int) -> None:
 def test_probe_omits_tags_when_the_file_has_none(tmp_path: Path) -> None:
     path = tmp_path / "plain.wav"
     soundfile.write(path, music(0.5).T, RATE, subtype="PCM_16")
-    info = probe(path)
-    assert "tags" not in info.tags
-    assert info.tags["audio"]["channelmode"] == "stereo"
+    tags = getid3_tags(probe(path).media)
+    assert "tags" not in tags
+    assert tags["audio"]["channelmode"] == "stereo"
 
 
 @pytest.mark.parametrize(
@@ -322,7 +325,7 @@ def test_probe_reports_metadata_written_with_pyav(
         for packet in stream.encode(None):
             container.mux(packet)
 
-    tags = probe(path).tags
+    tags = getid3_tags(probe(path).media)
     assert json.loads(json.dumps(tags)) == tags
     found = tags["tags"][family]
     assert found["title"] == ["Luke's Theme"]
@@ -388,7 +391,7 @@ def test_segments_are_exact_slices_of_the_full_decode(tmp_path: Path, fmt_id: in
     for start, duration in [(0.0, 0.5), (1.0, 2.0), (2.3456, 0.7891), (5.5, 10.0), (7.0, 1.0)]:
         segment, rate = read_audio(path, start=start, duration=duration)
         low, high = round(start * rate), min(round((start + duration) * rate), full.shape[1])
-        np.testing.assert_array_equal(segment, full[:, low:max(low, high)])
+        np.testing.assert_array_equal(segment, full[:, low : max(low, high)])
 
     cuts = [0.0, 0.37, 1.0, 2.2231, 4.99999]
     pieces = [read_audio(path, start=a, duration=b - a)[0] for a, b in zip(cuts, cuts[1:])]
@@ -409,9 +412,7 @@ def test_lossy_segments_line_up_with_the_full_decode(tmp_path: Path, fmt_id: int
         assert np.abs(segment - full[:, low : low + RATE]).max() < 1e-3
 
 
-@pytest.mark.parametrize(
-    "container_format, codec, suffix", [("matroska", "flac", "mka"), ("ogg", "libopus", "opus")]
-)
+@pytest.mark.parametrize("container_format, codec, suffix", [("matroska", "flac", "mka"), ("ogg", "libopus", "opus")])
 def test_containers_without_exact_seeking_still_give_exact_segments(
     tmp_path: Path, container_format: str, codec: str, suffix: str
 ) -> None:
@@ -446,15 +447,15 @@ def test_segment_reads_seek_instead_of_decoding_from_the_start(tmp_path: Path, m
         path = out_path(tmp_path, fmt_id)
         write_audio(path, music(30.0, channels=1), RATE, fmt_id)
         decoded = []
-        original = audio._frame_to_array
+        original = decode._frame_to_array
 
-        def counting(frame, channels):  # the real conversion, counted
+        def counting(frame, channels, decoded=decoded, original=original):  # the real conversion, counted
             decoded.append(frame.samples)
             return original(frame, channels)
 
-        monkeypatch.setattr(audio, "_frame_to_array", counting)
+        monkeypatch.setattr(decode, "_frame_to_array", counting)
         segment, _ = read_audio(path, start=28.0, duration=0.5)
-        monkeypatch.setattr(audio, "_frame_to_array", original)
+        monkeypatch.setattr(decode, "_frame_to_array", original)
         assert segment.shape == (1, RATE // 2)
         assert sum(decoded) < 2 * RATE, FORMATS[fmt_id].label
 

@@ -34,7 +34,7 @@ def test_max_fft_keeps_the_louder_bins():
     quiet = rng.standard_normal((1, 8000)).astype(np.float32) * 0.01
     loud = rng.standard_normal((1, 8000)).astype(np.float32)
 
-    def error_db(estimate, reference):  # noqa: ANN001, ANN202
+    def error_db(estimate, reference):
         return 10 * np.log10(np.sum((estimate - reference) ** 2) / np.sum(reference**2))
 
     # Per bin the louder model almost always wins; the rare exceptions cost little energy.

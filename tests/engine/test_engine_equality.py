@@ -19,8 +19,13 @@ from openmvsep.engine.separator import load_model, separate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "engine"
 NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "cases.npz").is_file()) if FIXTURES.is_dir() else []
-MODEL_TYPES = {"bs_roformer": "bs_roformer", "bs_roformer_variants": "bs_roformer",
-               "mel_band_roformer": "mel_band_roformer", "mdx23c": "mdx23c", "scnet": "scnet"}
+MODEL_TYPES = {
+    "bs_roformer": "bs_roformer",
+    "bs_roformer_variants": "bs_roformer",
+    "mel_band_roformer": "mel_band_roformer",
+    "mdx23c": "mdx23c",
+    "scnet": "scnet",
+}
 
 
 def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -33,7 +38,7 @@ def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return 10 * np.log10(signal / noise)
 
 
-def load_fixture(name: str):  # noqa: ANN201
+def load_fixture(name: str):
     folder = FIXTURES / name
     config = load_config(folder / "config.yaml")
     tensors = {k: v.float() for k, v in load_state_dict(folder / "weights.safetensors").items()}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 import torch
@@ -31,17 +30,17 @@ from openmvsep.engine.models.htdemucs import (
     save_demucs_safetensors,
 )
 
+from conftest import SHARED
+
 SOURCES = ["drums", "bass", "other", "vocals"]
 RATE = 8000
 SEGMENT = Fraction(1, 2)  # L = 4000 samples, stride 3000 at overlap 0.25
-CONFIGS = Path("/work/shared/reference/msst-configs")
+CONFIGS = SHARED / "reference" / "msst-configs"
 
 
 def tiny_htdemucs(seed: int, sources: list[str] = SOURCES, **overrides) -> HTDemucs:
     torch.manual_seed(seed)
-    kwargs = dict(
-        channels=8, depth=2, nfft=256, t_layers=1, t_heads=2, samplerate=RATE, segment=SEGMENT
-    )
+    kwargs = dict(channels=8, depth=2, nfft=256, t_layers=1, t_heads=2, samplerate=RATE, segment=SEGMENT)
     kwargs.update(overrides)
     return HTDemucs(sources=list(sources), **kwargs).eval()
 

@@ -9,15 +9,24 @@ import torch
 from demucs.apply import apply_model
 from demucs.htdemucs import HTDemucs
 
-from conftest import Harness, make_settings, wav_bytes
 from openmvsep.engine.models.htdemucs import save_demucs_safetensors
 from openmvsep.engine.separator import load_demucs, separate
+
+from conftest import Harness, make_settings, wav_bytes
 
 
 def tiny_package(path, seed: int = 0) -> HTDemucs:
     torch.manual_seed(seed)
-    model = HTDemucs(sources=["drums", "bass", "other", "vocals"], channels=8, depth=2, nfft=512, t_layers=1,
-                     t_heads=2, segment=1, samplerate=44100).eval()
+    model = HTDemucs(
+        sources=["drums", "bass", "other", "vocals"],
+        channels=8,
+        depth=2,
+        nfft=512,
+        t_layers=1,
+        t_heads=2,
+        segment=1,
+        samplerate=44100,
+    ).eval()
     save_demucs_safetensors(model, path)
     return model
 
@@ -41,7 +50,8 @@ def test_htdemucs_job_through_the_api(tmp_path):
     weights.mkdir(parents=True)
     tiny_package(weights / "tiny_htdemucs.safetensors")
     (settings.data_dir / "models.yaml").write_text(
-        '- {name: tiny_htdemucs, serves: ["20:1"], model_type: demucs, filename: tiny_htdemucs.safetensors}\n')
+        '- {name: tiny_htdemucs, serves: ["20:1"], model_type: demucs, filename: tiny_htdemucs.safetensors}\n'
+    )
     h = Harness(settings)
     try:
         token = h.user()
@@ -55,5 +65,3 @@ def test_htdemucs_job_through_the_api(tmp_path):
     finally:
         h.close()
         shutil.rmtree(settings.data_dir, ignore_errors=True)
-
-

@@ -32,10 +32,12 @@ model: {act: gelu, bottleneck_factor: 4, growth: 128, norm: InstanceNorm, num_bl
 inference: {batch_size: 1, dim_t: 256, num_overlap: 4}
 """
 PUBLIC_CONFIGS = {
-    "config_vocals_mdx23c.yaml": MDX23C_MODEL + """
+    "config_vocals_mdx23c.yaml": MDX23C_MODEL
+    + """
 training: {instruments: [vocals, other], target_instrument: null, use_amp: true}
 """,
-    "config_musdb18_mdx23c.yaml": MDX23C_MODEL + """
+    "config_musdb18_mdx23c.yaml": MDX23C_MODEL
+    + """
 training: {instruments: [vocals, bass, drums, other], target_instrument: null, use_amp: true}
 """,
     "config_musdb18_scnet.yaml": """
@@ -85,14 +87,14 @@ inference: {batch_size: 8, dim_t: 256, num_overlap: 4, normalize: false}
 # (state_dict entries, parameter+buffer elements without BatchNorm counters, sha256 of "key:shape" lines)
 # measured on the reference models (msst 0.1.0) built from the public configs.
 REFERENCE_LAYOUT = {
-    "config_vocals_mdx23c.yaml": (
-        319, 111990272, "753203f2859f34a3cd226a4c140c48fe997cfdd96e3deadcd70c826cf263cf8e"),
-    "config_musdb18_mdx23c.yaml": (
-        319, 111994368, "60c91d1166b6f0f9a7f709f067f40f68dc1a5470bd0b6c368db3f97e5444a018"),
-    "config_musdb18_scnet.yaml": (
-        372, 10578768, "b25d834850e92f5a6ccccdb1476e4607fb5c5fdb35db93078575635a7e3ecc84"),
+    "config_vocals_mdx23c.yaml": (319, 111990272, "753203f2859f34a3cd226a4c140c48fe997cfdd96e3deadcd70c826cf263cf8e"),
+    "config_musdb18_mdx23c.yaml": (319, 111994368, "60c91d1166b6f0f9a7f709f067f40f68dc1a5470bd0b6c368db3f97e5444a018"),
+    "config_musdb18_scnet.yaml": (372, 10578768, "b25d834850e92f5a6ccccdb1476e4607fb5c5fdb35db93078575635a7e3ecc84"),
     "config_musdb18_scnet_large.yaml": (
-        372, 42181232, "4a735fa54a917ca1461c6280c7ccb585ff7ac111302b8d374113ca0281b6ce24"),
+        372,
+        42181232,
+        "4a735fa54a917ca1461c6280c7ccb585ff7ac111302b8d374113ca0281b6ce24",
+    ),
 }
 
 
@@ -164,8 +166,10 @@ def deterministic_weights(model: nn.Module) -> nn.Module:
 def chord(channels: int, samples: int) -> torch.Tensor:
     """A deterministic test signal: a few sines per channel plus a click, shape (1, channels, samples)."""
     t = torch.arange(samples, dtype=torch.float64) / 44100
-    rows = [0.3 * torch.sin(2 * torch.pi * (220 * (c + 1)) * t) + 0.2 * torch.sin(2 * torch.pi * 3150 * t + c)
-            for c in range(channels)]
+    rows = [
+        0.3 * torch.sin(2 * torch.pi * (220 * (c + 1)) * t) + 0.2 * torch.sin(2 * torch.pi * 3150 * t + c)
+        for c in range(channels)
+    ]
     audio = torch.stack(rows)
     audio[:, samples // 3] += 0.5
     return audio.float().unsqueeze(0)
@@ -194,10 +198,36 @@ model: {sources: [drums, bass, other, vocals], audio_channels: 2, dims: [4, 8, 1
 """
 TINY_SCNET_SAMPLES = 2000
 REFERENCE_FINGERPRINTS = {  # output shapes: mdx23c (1, 2, 2, 3840), scnet (1, 4, 2, 2000)
-    "mdx23c": [0.41882907, 0.042414308, -0.029971024, -0.49747387, 0.512299, -0.31559744, -0.40328074, 1.5037737,
-               0.27661869, -0.66851777, -0.65813929, 0.67213935, 1.4038782],
-    "scnet": [0.10398053, -0.24976908, -0.073689766, -0.050970074, 0.068591565, 0.060064916, -0.0072094928,
-              0.022261132, -0.044916369, -0.04712031, -0.020906139, 0.0088523794, 0.024922594],
+    "mdx23c": [
+        0.41882907,
+        0.042414308,
+        -0.029971024,
+        -0.49747387,
+        0.512299,
+        -0.31559744,
+        -0.40328074,
+        1.5037737,
+        0.27661869,
+        -0.66851777,
+        -0.65813929,
+        0.67213935,
+        1.4038782,
+    ],
+    "scnet": [
+        0.10398053,
+        -0.24976908,
+        -0.073689766,
+        -0.050970074,
+        0.068591565,
+        0.060064916,
+        -0.0072094928,
+        0.022261132,
+        -0.044916369,
+        -0.04712031,
+        -0.020906139,
+        0.0088523794,
+        0.024922594,
+    ],
 }
 
 
@@ -217,6 +247,7 @@ def test_tiny_models_reproduce_the_reference_output(family: str) -> None:
 
 
 # ---------------------------------------------------------------- MDX23C
+
 
 def small_mdx23c_config(**changes: object) -> Config:
     """The public vocals config with fewer channels and scales (same STFT, subbands, norm and act)."""
@@ -241,11 +272,14 @@ def test_mdx23c_public_configs_have_the_reference_checkpoint_layout(name: str) -
     assert layout(model) == REFERENCE_LAYOUT[name]
 
 
-@pytest.mark.parametrize(("changes", "stems"), [
-    ({}, 2),  # vocals config: instruments [vocals, other]
-    ({"training__instruments": ["vocals", "bass", "drums", "other"]}, 4),
-    ({"training__target_instrument": "vocals"}, 1),  # a target means a single output stem
-])
+@pytest.mark.parametrize(
+    ("changes", "stems"),
+    [
+        ({}, 2),  # vocals config: instruments [vocals, other]
+        ({"training__instruments": ["vocals", "bass", "drums", "other"]}, 4),
+        ({"training__target_instrument": "vocals"}, 1),  # a target means a single output stem
+    ],
+)
 def test_mdx23c_output_shape_follows_the_stem_rule(changes: dict, stems: int) -> None:
     model = randomise(mdx23c.from_config(small_mdx23c_config(**changes)), 0)
     with torch.inference_mode():
@@ -255,8 +289,9 @@ def test_mdx23c_output_shape_follows_the_stem_rule(changes: dict, stems: int) ->
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize(("norm", "act"), [("InstanceNorm", "gelu"), ("BatchNorm", "relu"),
-                                           ("GroupNorm4", "elu1.0"), ("none", "elu")])
+@pytest.mark.parametrize(
+    ("norm", "act"), [("InstanceNorm", "gelu"), ("BatchNorm", "relu"), ("GroupNorm4", "elu1.0"), ("none", "elu")]
+)
 def test_mdx23c_norm_and_act_variants_round_trip_their_state_dict(norm: str, act: str) -> None:
     config = small_mdx23c_config(model__norm=norm, model__act=act)
     torch.manual_seed(0)
@@ -333,17 +368,20 @@ def test_mdx23c_bfloat16_runs_close_to_float32() -> None:
     assert snr_db(reference, native.float()) > 15
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"audio__n_fft": None}, "audio.n_fft"),
-    ({"audio__dim_f": 5000}, "exceeds"),
-    ({"model__num_subbands": 3}, "not divisible"),
-    ({"model__num_scales": 12}, "cannot be halved"),
-    ({"model__scale": [2]}, "model.scale"),
-    ({"model__norm": "GroupNormX"}, "GroupNorm"),
-    ({"model__act": "swish"}, "not supported"),
-    ({"model__num_channels": 0}, "positive"),
-    ({"training__instruments": []}, "instruments"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"audio__n_fft": None}, "audio.n_fft"),
+        ({"audio__dim_f": 5000}, "exceeds"),
+        ({"model__num_subbands": 3}, "not divisible"),
+        ({"model__num_scales": 12}, "cannot be halved"),
+        ({"model__scale": [2]}, "model.scale"),
+        ({"model__norm": "GroupNormX"}, "GroupNorm"),
+        ({"model__act": "swish"}, "not supported"),
+        ({"model__num_channels": 0}, "positive"),
+        ({"training__instruments": []}, "instruments"),
+    ],
+)
 def test_mdx23c_config_errors_name_the_key(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         mdx23c.from_config(small_mdx23c_config(**changes))
@@ -359,6 +397,7 @@ def test_mdx23c_missing_sections() -> None:
 
 
 # ---------------------------------------------------------------- SCNet
+
 
 def small_scnet_config(**changes: object) -> Config:
     """The public SCNet config with narrow dims and two dual-path layers (same STFT and bands)."""
@@ -467,17 +506,20 @@ def test_scnet_missing_keys_take_the_reference_defaults() -> None:
     assert layout(model)[1] == REFERENCE_LAYOUT["config_musdb18_scnet.yaml"][1]
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"dims": [6, 8, 12]}, "dims\\[0\\]"),
-    ({"dims": [4]}, "at least two"),
-    ({"num_dplayer": 3}, "even"),
-    ({"band_SR": [0.5, 0.5]}, "band_SR"),
-    ({"band_stride": [1, 4]}, "band_stride"),
-    ({"conv_kernel": 4}, "odd"),
-    ({"sources": []}, "sources"),
-    ({"win_size": 8192}, "win_size"),
-    ({"hop_size": 0}, "hop_size"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"dims": [6, 8, 12]}, "dims\\[0\\]"),
+        ({"dims": [4]}, "at least two"),
+        ({"num_dplayer": 3}, "even"),
+        ({"band_SR": [0.5, 0.5]}, "band_SR"),
+        ({"band_stride": [1, 4]}, "band_stride"),
+        ({"conv_kernel": 4}, "odd"),
+        ({"sources": []}, "sources"),
+        ({"win_size": 8192}, "win_size"),
+        ({"hop_size": 0}, "hop_size"),
+    ],
+)
 def test_scnet_config_errors_name_the_key(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         scnet.from_config(small_scnet_config(**changes))

@@ -16,21 +16,23 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import wav_bytes
 from safetensors.torch import save_file
 
-from openmvsep.engine.config import Config, load_config
-from openmvsep.engine.models import build_model
-from openmvsep.engine.recipes import (
+from openmvsep.algorithms.choice import Choice
+from openmvsep.algorithms.recipes import (
     RECIPES,
     ExtractFirst,
     runnable_map,
     two_stem_recipe,
 )
+from openmvsep.engine.config import Config, load_config
+from openmvsep.engine.models import build_model
 from openmvsep.engine.runtime import Runtime
 from openmvsep.engine.separator import separate
 from openmvsep.engine.weights import WeightsRegistry
 from openmvsep.service.catalog import Catalog
+
+from conftest import wav_bytes
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "engine"
 DEMUCS_4 = ["drums", "bass", "other", "vocals"]
@@ -49,8 +51,17 @@ class Admin:
         self.weights.mkdir(parents=True, exist_ok=True)
         self.entries: list[dict] = []
 
-    def model(self, name: str, serves: list[str], fixture: str, model_type: str, instruments: list[str],
-              target: str | None, seed: int = 0, weights: bool = True) -> None:
+    def model(
+        self,
+        name: str,
+        serves: list[str],
+        fixture: str,
+        model_type: str,
+        instruments: list[str],
+        target: str | None,
+        seed: int = 0,
+        weights: bool = True,
+    ) -> None:
         """A random-weight model from a shrunk public config, with its stems renamed."""
         plain = json.loads(json.dumps(load_config(FIXTURES / fixture / "config.yaml")))  # tuples -> lists
         plain["training"].update(instruments=instruments, target_instrument=target)
@@ -72,14 +83,16 @@ class Admin:
         from openmvsep.engine.models.htdemucs import save_demucs_safetensors
 
         torch.manual_seed(seed)
-        model = HTDemucs(sources=sources, channels=8, depth=2, nfft=512, t_layers=1, t_heads=2, segment=1,
-                         samplerate=44100).eval()
+        model = HTDemucs(
+            sources=sources, channels=8, depth=2, nfft=512, t_layers=1, t_heads=2, segment=1, samplerate=44100
+        ).eval()
         save_demucs_safetensors(model, self.weights / f"{name}.safetensors")
         self._register(name, serves, "demucs")
 
     def _register(self, name: str, serves: list[str], model_type: str, **extra: str) -> None:
         self.entries = [e for e in self.entries if e["name"] != name] + [
-            {"name": name, "serves": serves, "model_type": model_type, "filename": f"{name}.safetensors", **extra}]
+            {"name": name, "serves": serves, "model_type": model_type, "filename": f"{name}.safetensors", **extra}
+        ]
         (self.data_dir / "models.yaml").write_text(yaml.safe_dump(self.entries))
 
     def runtime(self) -> Runtime:
@@ -98,16 +111,18 @@ def admin(tmp_path) -> Admin:
 
 def run(admin: Admin, sep_type: int, opts: dict[str, str], mix: np.ndarray) -> dict[str, np.ndarray]:
     recipe = RECIPES[sep_type]
-    stems, rate = recipe.run({"audiofile": mix}, 44100, opts, admin.runtime())
+    choice = Choice.of(sep_type, opts)
+    stems, rate = recipe.run({"audiofile": mix}, 44100, choice, admin.runtime())
     assert rate == 44100
-    assert list(stems) == recipe.stems(opts)
+    assert list(stems) == recipe.stems(choice)
     for data in stems.values():
         assert data.shape == mix.shape and data.dtype == np.float32
     return stems
 
 
-def assert_target_and_rest(stems: dict[str, np.ndarray], names: tuple[str, str], reference: np.ndarray,
-                           source: np.ndarray) -> None:
+def assert_target_and_rest(
+    stems: dict[str, np.ndarray], names: tuple[str, str], reference: np.ndarray, source: np.ndarray
+) -> None:
     target, rest = names
     np.testing.assert_array_equal(stems[target], reference)
     np.testing.assert_array_equal(stems[rest], source - reference)  # exact: the residual is computed, not modelled
@@ -116,15 +131,19 @@ def assert_target_and_rest(stems: dict[str, np.ndarray], names: tuple[str, str],
 
 # ------------------------------------------------------------------------------------------ target and the rest
 
-@pytest.mark.parametrize(("sep_type", "key", "fixture", "model_type", "instruments", "target", "names", "own"), [
-    (34, "0", "mel_band_roformer", "mel_band_roformer", ["crowd", "other"], "crowd", ("crowd", "other"), "crowd"),
-    (47, "0", "mel_band_roformer", "mel_band_roformer", ["dry", "other"], "dry", ("dry", "other"), "dry"),
-    # no training target: the model's first stem is the one MVSep names first
-    (47, "1", "mel_band_roformer", "mel_band_roformer", ["dry", "other"], None, ("dry", "other"), "dry"),
-    (22, "1", "bs_roformer", "bs_roformer", ["noreverb", "reverb"], "noreverb", ("noreverb", "reverb"), "noreverb"),
-    # a 4-stem SCNet: its vocals, and the mix minus them
-    (46, "5", "scnet", "scnet", DEMUCS_4, None, ("vocals", "instrumental"), "vocals"),
-])
+
+@pytest.mark.parametrize(
+    ("sep_type", "key", "fixture", "model_type", "instruments", "target", "names", "own"),
+    [
+        (34, "0", "mel_band_roformer", "mel_band_roformer", ["crowd", "other"], "crowd", ("crowd", "other"), "crowd"),
+        (47, "0", "mel_band_roformer", "mel_band_roformer", ["dry", "other"], "dry", ("dry", "other"), "dry"),
+        # no training target: the model's first stem is the one MVSep names first
+        (47, "1", "mel_band_roformer", "mel_band_roformer", ["dry", "other"], None, ("dry", "other"), "dry"),
+        (22, "1", "bs_roformer", "bs_roformer", ["noreverb", "reverb"], "noreverb", ("noreverb", "reverb"), "noreverb"),
+        # a 4-stem SCNet: its vocals, and the mix minus them
+        (46, "5", "scnet", "scnet", DEMUCS_4, None, ("vocals", "instrumental"), "vocals"),
+    ],
+)
 def test_target_and_rest(admin, sep_type, key, fixture, model_type, instruments, target, names, own):
     admin.model("m", [f"{sep_type}:{key}"], fixture, model_type, instruments, target)
     mix = mix_of()
@@ -155,12 +174,15 @@ def test_extract_first_can_run_on_the_instrumental(admin):
     """The step is generic: 'extract from the instrumental part' runs the model on what the vocal model leaves."""
     admin.model("bs", ["40:4"], "bs_roformer", "bs_roformer", ["vocals", "other"], "vocals", seed=4)
     admin.model("crowd", ["34:0"], "mel_band_roformer", "mel_band_roformer", ["crowd", "other"], "crowd", seed=5)
-    recipe = two_stem_recipe(34, ("crowd", "other"), extract_first=ExtractFirst(
-        "add_opt2", "extract_type", key="1", plain=("0",), on_rest=True))
+    recipe = two_stem_recipe(
+        34,
+        ("crowd", "other"),
+        extract_first=ExtractFirst("add_opt2", "extract_type", key="1", plain=("0",), on_rest=True),
+    )
     mix = mix_of(seed=6)
-    opts = {"model_type": "0", "extract_type": "1"}
-    stems, _ = recipe.run({"audiofile": mix}, 44100, opts, admin.runtime())
-    assert list(stems) == recipe.stems(opts) == ["crowd", "other", "vocals", "instrum", "restored"]
+    choice = Choice.of(34, {"model_type": "0", "extract_type": "1"})
+    stems, _ = recipe.run({"audiofile": mix}, 44100, choice, admin.runtime())
+    assert list(stems) == recipe.stems(choice) == ["crowd", "other", "vocals", "instrum", "restored"]
     vocals = admin.own("bs", mix)["vocals"]  # 48:0 is absent: the next extractor in line does it
     instrumental = mix - vocals
     assert_target_and_rest(stems, ("crowd", "other"), admin.own("crowd", instrumental)["crowd"], instrumental)
@@ -168,6 +190,7 @@ def test_extract_first_can_run_on_the_instrumental(admin):
 
 
 # ------------------------------------------------------------------------------------------ demucs and ensembles
+
 
 def test_htdemucs_6s_gives_six_stems(admin):
     sources = [*DEMUCS_4, "guitar", "piano"]
@@ -196,17 +219,21 @@ def test_htdemucs_ft_takes_each_stem_from_its_specialist(admin):
 def test_ensemble_mdx23c_and_bs_roformer(admin):
     """26 option 3 (MDX23C, BS Roformer viperx): the two models' vocals averaged."""
     admin.model("mdx23c_vocals_msst", ["25:4"], "mdx23c", "mdx23c", ["vocals", "other"], None, seed=20)
-    admin.model("bs_roformer_viperx_1297", ["40:4"], "bs_roformer", "bs_roformer", ["vocals", "other"], "vocals",
-                seed=21)
+    admin.model(
+        "bs_roformer_viperx_1297", ["40:4"], "bs_roformer", "bs_roformer", ["vocals", "other"], "vocals", seed=21
+    )
     mix = mix_of(seed=9)
     stems = run(admin, 26, {"model_type": "3", "detailed": "0"}, mix)
-    expected = (admin.own("mdx23c_vocals_msst", mix)["vocals"].astype(np.float64)
-                + admin.own("bs_roformer_viperx_1297", mix)["vocals"]) / 2
+    expected = (
+        admin.own("mdx23c_vocals_msst", mix)["vocals"].astype(np.float64)
+        + admin.own("bs_roformer_viperx_1297", mix)["vocals"]
+    ) / 2
     np.testing.assert_allclose(stems["vocals"], expected, atol=1e-6)
     np.testing.assert_array_equal(stems["instrumental"], mix - stems["vocals"])
 
 
 # ------------------------------------------------------------------------------------------ what is runnable
+
 
 def available(admin: Admin) -> tuple[dict, Catalog]:
     spec = runnable_map(admin.runtime())
@@ -216,10 +243,16 @@ def available(admin: Admin) -> tuple[dict, Catalog]:
 def test_options_run_only_when_their_weights_are_here(admin):
     spec, catalog = available(admin)
     assert set(spec) == {55, 68}  # nothing shipped is downloaded in a fresh data dir
-    admin.model("crowd", ["34:0"], "mel_band_roformer", "mel_band_roformer", ["crowd", "other"], "crowd",
-                weights=False)
-    admin.model("dereverb", ["22:1"], "mel_band_roformer", "mel_band_roformer", ["noreverb", "reverb"], "noreverb",
-                weights=False)
+    admin.model("crowd", ["34:0"], "mel_band_roformer", "mel_band_roformer", ["crowd", "other"], "crowd", weights=False)
+    admin.model(
+        "dereverb",
+        ["22:1"],
+        "mel_band_roformer",
+        "mel_band_roformer",
+        ["noreverb", "reverb"],
+        "noreverb",
+        weights=False,
+    )
     spec, catalog = available(admin)
     assert 34 not in spec and 22 not in spec and not catalog.is_available(34) and not catalog.is_available(22)
 
@@ -263,14 +296,24 @@ def test_every_shipped_option_runs_once_its_files_are_here(tmp_path):
     assert catalog.available_keys(22, "add_opt2") == []  # no shipped de-reverb model: 22 does not run
 
 
-@pytest.mark.parametrize(("sep_type", "opts"), [
-    (34, {"model_type": "0"}), (47, {"model_type": "0"}), (47, {"model_type": "1"}),
-    (22, {"model_type": "1", "extract_type": "1"}), (22, {"model_type": "7", "extract_type": "0"}),
-    (20, {"model_type": "0"}), (20, {"model_type": "1"}), (20, {"model_type": "2"}),
-])
+@pytest.mark.parametrize(
+    ("sep_type", "opts"),
+    [
+        (34, {"model_type": "0"}),
+        (47, {"model_type": "0"}),
+        (47, {"model_type": "1"}),
+        (22, {"model_type": "1", "extract_type": "1"}),
+        (22, {"model_type": "7", "extract_type": "0"}),
+        (20, {"model_type": "0"}),
+        (20, {"model_type": "1"}),
+        (20, {"model_type": "2"}),
+    ],
+)
 def test_stems_are_named_as_mvsep_names_them(sep_type, opts):
-    labels = Catalog.load({}).get(sep_type).output_labels(opts)
-    assert set(RECIPES[sep_type].stems(opts)) <= set(labels), labels
+    catalog = Catalog.load({})
+    choice = catalog.choice(sep_type, opts)
+    labels = catalog.get(sep_type).output_labels(choice)
+    assert set(RECIPES[sep_type].stems(choice)) <= set(labels), labels
 
 
 def test_a_job_gets_mvseps_file_labels(make_harness, tmp_path):
@@ -285,12 +328,16 @@ def test_a_job_gets_mvseps_file_labels(make_harness, tmp_path):
     assert done["status"] == "done", done
     files = done["data"]["files"]
     assert [f["type"] for f in files] == ["Clean (dry)", "Noise"]
-    dry, _ = sf.read(io.BytesIO(h.client.get(files[0]["url"].removeprefix("http://testserver")).content),
-                     dtype="float32", always_2d=True)
+    dry, _ = sf.read(
+        io.BytesIO(h.client.get(files[0]["url"].removeprefix("http://testserver")).content),
+        dtype="float32",
+        always_2d=True,
+    )
     np.testing.assert_allclose(dry.T, admin.own("denoise", mix)["dry"], atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ the shipped registry
+
 
 @pytest.mark.parametrize("entry", list(WeightsRegistry(Path("/nonexistent")).entries.values()), ids=lambda e: e.name)
 def test_shipped_entry_config_builds_its_model(entry):

@@ -25,7 +25,6 @@ from openmvsep.engine.models.roformer import (
 )
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """These models are tiny: one thread is fastest, and immune to a busy machine's thread wake-ups."""
@@ -33,6 +32,7 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
 
 BASE = dict(
     dim=16, depth=1, heads=2, dim_head=8, time_transformer_depth=1, freq_transformer_depth=1,

@@ -22,8 +22,10 @@ class Affine(torch.nn.Module):
 
 
 def model(module: torch.nn.Module, extra: str = "", target: str | None = None) -> LoadedModel:
-    config = parse_config(f"audio: {{chunk_size: 4410, sample_rate: 44100}}\ninference: {{num_overlap: 2}}\n"
-                          f"training: {{instruments: [vocals, other]}}\n{extra}")
+    config = parse_config(
+        f"audio: {{chunk_size: 4410, sample_rate: 44100}}\ninference: {{num_overlap: 2}}\n"
+        f"training: {{instruments: [vocals, other]}}\n{extra}"
+    )
     return LoadedModel("custom", config, module, torch.device("cpu"), stems=[target or "vocals"], target=target)
 
 
@@ -70,15 +72,18 @@ def test_target_model_adds_residual():
 def test_compiled_model_gives_the_same_stems():
     from openmvsep.engine.separator import load_model
 
-    config = parse_config("audio: {chunk_size: 4410, sample_rate: 44100}\ninference: {num_overlap: 2}\n"
-                          "training: {instruments: [vocals, other]}\n"
-                          "model: {dim: 8, depth: 1, heads: 1, dim_head: 8, stereo: true, num_bands: 8,\n"
-                          "        stft_hop_length: 441}\n")
+    config = parse_config(
+        "audio: {chunk_size: 4410, sample_rate: 44100}\ninference: {num_overlap: 2}\n"
+        "training: {instruments: [vocals, other]}\n"
+        "model: {dim: 8, depth: 1, heads: 1, dim_head: 8, stereo: true, num_bands: 8,\n"
+        "        stft_hop_length: 441}\n"
+    )
     torch.manual_seed(0)
     eager = load_model("mel_band_roformer", config, device="cpu")
     # aot_eager traces and partitions the graph like inductor does, without minutes of C++ code generation
-    compiled = load_model("mel_band_roformer", config, dict(eager.model.state_dict()), device="cpu",
-                          compile="aot_eager")
+    compiled = load_model(
+        "mel_band_roformer", config, dict(eager.model.state_dict()), device="cpu", compile="aot_eager"
+    )
     a = separate(eager, MIX[:, :8820], batch_size=2)
     b = separate(compiled, MIX[:, :8820], batch_size=2)
     for stem in a:

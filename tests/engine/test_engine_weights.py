@@ -19,7 +19,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
     cut_after: int | None = None  # serve only this many bytes of the first full request, then drop it
     requests: list[str | None] = []
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = self.files.get(self.path)
         type(self).requests.append(self.headers.get("Range"))
         if body is None:
@@ -37,14 +37,14 @@ class _Files(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
         if not rng and type(self).cut_after is not None:
-            self.wfile.write(body[:type(self).cut_after])
+            self.wfile.write(body[: type(self).cut_after])
             type(self).cut_after = None
             self.wfile.flush()
             self.connection.close()
             return
         self.wfile.write(body[start:])
 
-    def log_message(self, *args):  # noqa: ANN002
+    def log_message(self, *args):
         pass
 
 
@@ -58,14 +58,17 @@ def server():
 
 
 def write_registry(path: Path, url: str, sha: str | None, filename: str = "tiny.ckpt") -> Path:
-    path.write_text(f"""
+    path.write_text(
+        f"""
 - name: tiny
   serves: ["40:999"]
   model_type: bs_roformer
   config: /nowhere/config.yaml
   urls: ["{url}"]
   filename: {filename}
-""" + (f'  sha256: "{sha}"\n' if sha else ""))
+"""
+        + (f'  sha256: "{sha}"\n' if sha else "")
+    )
     return path
 
 
@@ -113,7 +116,9 @@ def test_pin_records_hash_in_admin_file(tmp_path, server):
     registry = WeightsRegistry(tmp_path / "w", [models])
     path = registry.download(registry.get("tiny"))
     digest = pin_entry(models, registry.get("tiny"), path)
-    assert WeightsRegistry(tmp_path / "w", [models]).get("tiny").sha256 == digest == hashlib.sha256(b"payload").hexdigest()
+    assert (
+        WeightsRegistry(tmp_path / "w", [models]).get("tiny").sha256 == digest == hashlib.sha256(b"payload").hexdigest()
+    )
 
 
 def test_builtin_registry_entries_have_configs():
@@ -158,5 +163,8 @@ def test_corrupt_truncated_and_wrong_architecture(tmp_path):
     with pytest.raises(CheckpointError, match="shape mismatch"):
         apply_state_dict(other, load_state_dict(ckpt, sha256=sha), "m.ckpt")
     with pytest.raises(CheckpointError, match="missing"):
-        apply_state_dict(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)),
-                         load_state_dict(ckpt, sha256=sha), "m.ckpt")
+        apply_state_dict(
+            torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)),
+            load_state_dict(ckpt, sha256=sha),
+            "m.ckpt",
+        )

@@ -30,6 +30,14 @@ def museval_framewise_sdr(references: np.ndarray, estimates: np.ndarray, window:
     if ests.shape[1] < n:
         ests = np.pad(ests, ((0, 0), (0, n - ests.shape[1]), (0, 0)))
     ests = ests[:, :n]
-    sdr, *_ = museval_metrics().bss_eval(refs, ests, window=window, hop=hop, compute_permutation=False,
-                                         filters_len=512, framewise_filters=False, bsseval_sources_version=False)
+    sdr, *_ = museval_metrics().bss_eval(
+        refs,
+        ests,
+        window=window,
+        hop=hop,
+        compute_permutation=False,
+        filters_len=512,
+        framewise_filters=False,
+        bsseval_sources_version=False,
+    )
     return sdr

@@ -25,8 +25,14 @@ PARTS = ("drums", "bass", "other", "vocals")  # what the mixture is the sum of
 def synth_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int, int]]]:
     calls: list[tuple[int, int]] = []
     root = tmp_path_factory.mktemp("synth") / "ds"
-    synthesize_dataset(root, tracks=TRACKS, seconds=SECONDS, seed=7, name="Synth Test",
-                       progress=lambda *done_total: calls.append(done_total))
+    synthesize_dataset(
+        root,
+        tracks=TRACKS,
+        seconds=SECONDS,
+        seed=7,
+        name="Synth Test",
+        progress=lambda *done_total: calls.append(done_total),
+    )
     return root, calls
 
 
@@ -102,8 +108,12 @@ def test_unknown_song_or_stem_is_refused(root: Path) -> None:
 
 
 def test_manifest_defaults_and_unknown_keys(root: Path) -> None:
-    manifest = {"name": " Multi Song (v2)! ", "dataset_type": 1, "stems": ["vocals", "back-instrum"],
-                "sample_rate": RATE}
+    manifest = {
+        "name": " Multi Song (v2)! ",
+        "dataset_type": 1,
+        "stems": ["vocals", "back-instrum"],
+        "sample_rate": RATE,
+    }
     (root / "dataset.yaml").write_text(yaml.safe_dump({**manifest, "homepage": "ignored"}))
     for song in SONGS:
         (root / song / "vocals.wav").rename(root / song / "back-instrum.wav")
@@ -335,7 +345,7 @@ def test_every_stem_sounds_in_every_track_without_clipping(synth_run: tuple[Path
         balances = []
         for part in PARTS:
             audio = read_int16(root / song / f"{part}.wav").astype(float)
-            balances.append(np.sum(audio[:, 1] ** 2) / np.sum(audio ** 2))
+            balances.append(np.sum(audio[:, 1] ** 2) / np.sum(audio**2))
         assert max(balances) - min(balances) > 0.05, balances
 
 

@@ -101,9 +101,7 @@ def test_shape_mismatch_is_rejected() -> None:
 
 
 def test_metric_names_in_mvsep_order() -> None:
-    assert ALL_METRICS == (
-        "sdr", "si_sdr", "l1_freq", "log_wmse", "aura_stft", "aura_mrstft", "bleedless", "fullness"
-    )
+    assert ALL_METRICS == ("sdr", "si_sdr", "l1_freq", "log_wmse", "aura_stft", "aura_mrstft", "bleedless", "fullness")
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,8 +143,15 @@ def museval_v4_sdr():
     def evaluate(refs: np.ndarray, ests: np.ndarray, win: int, hop: int) -> np.ndarray:
         n = refs.shape[1]
         ests = ests[:, :n] if ests.shape[1] >= n else np.pad(ests, [(0, 0), (0, n - ests.shape[1]), (0, 0)])
-        return bss.bss_eval(refs, ests, compute_permutation=False, window=win, hop=hop,
-                            framewise_filters=False, bsseval_sources_version=False)[0]
+        return bss.bss_eval(
+            refs,
+            ests,
+            compute_permutation=False,
+            window=win,
+            hop=hop,
+            framewise_filters=False,
+            bsseval_sources_version=False,
+        )[0]
 
     return evaluate
 
@@ -193,9 +198,17 @@ def test_framewise_sdr_hand_values() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sample_rate", "n_fft", "n_mels"), [(44100, 1024, 128), (44100, 2048, 128),
-                                                              (44100, 4096, 128), (44100, 4096, 512),
-                                                              (48000, 4096, 512), (22050, 2048, 64)])
+@pytest.mark.parametrize(
+    ("sample_rate", "n_fft", "n_mels"),
+    [
+        (44100, 1024, 128),
+        (44100, 2048, 128),
+        (44100, 4096, 128),
+        (44100, 4096, 512),
+        (48000, 4096, 512),
+        (22050, 2048, 64),
+    ],
+)
 def test_mel_filterbank_equals_librosa(sample_rate: int, n_fft: int, n_mels: int) -> None:
     librosa = pytest.importorskip("librosa")
     expected = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
@@ -220,9 +233,10 @@ def test_stft_chunks_equal_one_stft(monkeypatch: pytest.MonkeyPatch, pad_mode: s
     torch.testing.assert_close(torch.cat(chunks, dim=-1), whole, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize(("samples", "taps", "offset", "length"), [(50_000, 4000, 1999, 50_000),
-                                                                   (50_000, 4000, 1999, 49_999),
-                                                                   (30_001, 101, 50, 30_001), (7, 101, 50, 7)])
+@pytest.mark.parametrize(
+    ("samples", "taps", "offset", "length"),
+    [(50_000, 4000, 1999, 50_000), (50_000, 4000, 1999, 49_999), (30_001, 101, 50, 30_001), (7, 101, 50, 7)],
+)
 def test_fir_filter_is_linear_convolution(samples: int, taps: int, offset: int, length: int) -> None:
     rng = np.random.default_rng(2)
     x, h = rng.standard_normal((2, samples)), rng.standard_normal(taps)
@@ -269,8 +283,10 @@ def _bleedless_fullness_numpy(reference: np.ndarray, estimate: np.ndarray) -> tu
 
     diff = mel_db(estimate) - mel_db(reference)
     positive, negative = diff[diff > 0], diff[diff < 0]
-    return (100 / (1 + (positive.mean() if positive.size else 0.0)),
-            100 / (1 - (negative.mean() if negative.size else 0.0)))
+    return (
+        100 / (1 + (positive.mean() if positive.size else 0.0)),
+        100 / (1 - (negative.mean() if negative.size else 0.0)),
+    )
 
 
 def test_si_sdr_is_msst_variant() -> None:
@@ -305,12 +321,18 @@ def test_aura_stft_matches_auraloss() -> None:
 def test_aura_mrstft_matches_auraloss() -> None:
     auraloss = pytest.importorskip("auraloss")
     loss = auraloss.freq.MultiResolutionSTFTLoss(
-        fft_sizes=[1024, 2048, 4096], hop_sizes=[256, 512, 1024], win_lengths=[1024, 2048, 4096],
-        scale="mel", n_bins=128, sample_rate=SR, perceptual_weighting=True,
+        fft_sizes=[1024, 2048, 4096],
+        hop_sizes=[256, 512, 1024],
+        win_lengths=[1024, 2048, 4096],
+        scale="mel",
+        n_bins=128,
+        sample_rate=SR,
+        perceptual_weighting=True,
     )
     _, reference, estimate = TRACK
-    expected = 100 / (1 + 10 * float(loss(torch.from_numpy(reference)[None].float(),
-                                          torch.from_numpy(estimate)[None].float())))
+    expected = 100 / (
+        1 + 10 * float(loss(torch.from_numpy(reference)[None].float(), torch.from_numpy(estimate)[None].float()))
+    )
     # float32 throughout, as MSST casts; our A-weighting runs by FFT rather than conv1d.
     assert aura_mrstft(reference, estimate, SR) == pytest.approx(expected, rel=1e-6)
     assert aura_mrstft(reference, reference, SR) == 100.0
@@ -383,10 +405,16 @@ def log_wmse_library():
         pytest.skip("torch-log-wmse 0.3.1 is the oracle")
 
     def score(mixture: np.ndarray, reference: np.ndarray, estimate: np.ndarray) -> float:
-        metric = LogWMSE(audio_length=reference.shape[-1] / SR, sample_rate=SR,
-                         return_as_loss=False, bypass_filter=False)
-        return float(metric(torch.from_numpy(mixture)[None], torch.from_numpy(reference)[None, None],
-                            torch.from_numpy(estimate)[None, None]))
+        metric = LogWMSE(
+            audio_length=reference.shape[-1] / SR, sample_rate=SR, return_as_loss=False, bypass_filter=False
+        )
+        return float(
+            metric(
+                torch.from_numpy(mixture)[None],
+                torch.from_numpy(reference)[None, None],
+                torch.from_numpy(estimate)[None, None],
+            )
+        )
 
     return score
 

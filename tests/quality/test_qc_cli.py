@@ -16,22 +16,25 @@ import soundfile as sf
 
 def run(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OPENMVSEP_DATA_DIR": str(data_dir), "OPENMVSEP_PUBLIC_URL": "http://qc.example"}
-    return subprocess.run([sys.executable, "-m", "openmvsep.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "openmvsep", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cli") / "ds"
-    r = run("qc", "dataset", "synth", "--tracks", "2", "--seconds", "2", "-o", str(root),
-            data_dir=root.parent / "data")
+    r = run("qc", "dataset", "synth", "--tracks", "2", "--seconds", "2", "-o", str(root), data_dir=root.parent / "data")
     assert r.returncode == 0, r.stderr
     return root
 
 
 def test_synth_add_list(synth: Path, tmp_path: Path):
     assert (synth / "dataset.yaml").is_file() and sorted(p.name for p in synth.iterdir() if p.is_dir()) == [
-        "song_000", "song_001"]
+        "song_000",
+        "song_001",
+    ]
+    assert run("db", "upgrade", data_dir=tmp_path).returncode == 0  # admin commands need the server's database
     r = run("qc", "dataset", "add", str(synth), data_dir=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "dataset_type 0: Synthetic (2 tracks" in r.stdout
@@ -63,8 +66,16 @@ def test_score_prints_the_entry_as_json(synth: Path, tmp_path: Path):
         assert out["tracks"][song]["vocals"] == pytest.approx(expected, abs=1e-9)
         assert out["tracks"][song]["instrum"] > 100  # finite: ε keeps a perfect estimate finite
     assert out["sdr"]["vocals"] == pytest.approx(np.mean([out["tracks"][s]["vocals"] for s in out["tracks"]]))
-    for metric in ("si_sdr", "l1_freq", "log_wmse", "aura_stft", "aura_mrstft", "bleedless", "fullness",
-                   "framewise_sdr"):
+    for metric in (
+        "si_sdr",
+        "l1_freq",
+        "log_wmse",
+        "aura_stft",
+        "aura_mrstft",
+        "bleedless",
+        "fullness",
+        "framewise_sdr",
+    ):
         assert set(out[metric]) == {"vocals", "instrum"}, metric
     assert out["track_metrics"]["song_000"]["instrum"]["fullness"] == 100.0
     assert any("infinite framewise SDR" in w for w in out["warnings"])

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import Harness, make_settings
 from openmvsep.quality.synth import synthesize_dataset
-from openmvsep.runner import queue
+from openmvsep.service import lifecycle
 from openmvsep.store.models import QcEntry, QcScore
+
+from conftest import Harness, make_settings
 
 TRACKS, SECONDS = 3, 2.0
 
@@ -87,11 +88,18 @@ def submission(dataset_dir: Path, levels: dict[str, float], seed: int = 0) -> tu
     return make_zip(files), {stem: float(np.mean(v)) for stem, v in expected.items()}
 
 
-def add(h: Harness, token: str, zip_bytes: bytes, **fields):  # noqa: ANN003, ANN201
-    data = {"api_token": token, "algo_name": "Test algorithm", "main_text": "Notes", "dataset_type": "0",
-            "password": "secret-pass", **fields}
-    return h.client.post("/api/quality_checker/add", data=data,
-                         files={"zipfile": ("entry.zip", zip_bytes, "application/zip")})
+def add(h: Harness, token: str, zip_bytes: bytes, **fields):
+    data = {
+        "api_token": token,
+        "algo_name": "Test algorithm",
+        "main_text": "Notes",
+        "dataset_type": "0",
+        "password": "secret-pass",
+        **fields,
+    }
+    return h.client.post(
+        "/api/quality_checker/add", data=data, files={"zipfile": ("entry.zip", zip_bytes, "application/zip")}
+    )
 
 
 def nothing_left(h: Harness) -> bool:
@@ -109,14 +117,16 @@ def test_entry_lifecycle(qc: Harness, dataset_dir: Path):
     assert r.status_code == 200, r.text
     body = r.json()
     entry_id = body["data"]["id"]
-    assert body == {"success": True, "data": {"id": entry_id,
-                                              "link": f"http://testserver/api/quality_checker/entry?id={entry_id}"}}
+    assert body == {
+        "success": True,
+        "data": {"id": entry_id, "link": f"http://testserver/api/quality_checker/entry?id={entry_id}"},
+    }
 
     queued = qc.client.get("/api/quality_checker/queue").json()["data"]
     assert [e["id"] for e in queued] == [entry_id] and queued[0]["proc"] == 0 and queued[0]["msg"] == ""
     assert qc.client.get("/api/quality_checker/leaderboard?dataset_type=0").json()["data"] == []
 
-    claim = queue.claim_next(qc.ctx.db, qc.worker.name, 60)
+    claim = lifecycle.claim_next(qc.ctx.db, qc.worker.name, 60)
     assert claim.kind == "qc_sdr"
     qc.worker.run_claim(claim)
     entry = qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
@@ -125,8 +135,10 @@ def test_entry_lifecycle(qc: Harness, dataset_dir: Path):
     for stem, value in expected.items():
         assert entry[f"sdr_{stem}"] == pytest.approx(value, abs=1e-9)
     assert entry["sdr_bass"] is None and entry["sdr_other"] is None  # not submitted: "---" on the board
-    per_track = global_sdr(reference(dataset_dir, songs(dataset_dir)[0], "vocals"),
-                           noisy(reference(dataset_dir, songs(dataset_dir)[0], "vocals"), 0.1, 0))
+    per_track = global_sdr(
+        reference(dataset_dir, songs(dataset_dir)[0], "vocals"),
+        noisy(reference(dataset_dir, songs(dataset_dir)[0], "vocals"), 0.1, 0),
+    )
     assert entry["tracks"][songs(dataset_dir)[0]]["vocals"]["sdr"] == pytest.approx(per_track, abs=1e-9)
     assert entry["proc_remote_date"] is not None
 
@@ -134,8 +146,17 @@ def test_entry_lifecycle(qc: Harness, dataset_dir: Path):
     entry = qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
     assert entry["status"] == "done"
     for stem in expected:
-        assert set(entry["metrics"][stem]) == {"sdr", "si_sdr", "l1_freq", "log_wmse", "aura_stft", "aura_mrstft",
-                                               "bleedless", "fullness", "framewise_sdr"}
+        assert set(entry["metrics"][stem]) == {
+            "sdr",
+            "si_sdr",
+            "l1_freq",
+            "log_wmse",
+            "aura_stft",
+            "aura_mrstft",
+            "bleedless",
+            "fullness",
+            "framewise_sdr",
+        }
     assert entry["sdr_vocals"] == pytest.approx(expected["vocals"], abs=1e-9)
     assert not (qc.ctx.storage.root / "qc" / f"{entry_id}.zip").exists()  # the upload goes once scored
 
@@ -152,9 +173,11 @@ def test_leaderboard_sorts_by_each_sortable(sdr_only: Harness, dataset_dir: Path
     qc = sdr_only
     token = qc.user()
     # Three entries whose order differs per stem.
-    levels = {"A": {"vocals": 0.05, "instrum": 0.4, "drums": 0.2},
-              "B": {"vocals": 0.2, "instrum": 0.05, "drums": 0.4},
-              "C": {"vocals": 0.4, "instrum": 0.2, "drums": 0.05}}
+    levels = {
+        "A": {"vocals": 0.05, "instrum": 0.4, "drums": 0.2},
+        "B": {"vocals": 0.2, "instrum": 0.05, "drums": 0.4},
+        "C": {"vocals": 0.4, "instrum": 0.2, "drums": 0.05},
+    }
     expected = {}
     for seed, (name, lv) in enumerate(levels.items()):
         zip_bytes, expected[name] = submission(dataset_dir, lv, seed)
@@ -218,8 +241,10 @@ def _bad_zips(dataset_dir: Path) -> dict[str, tuple[bytes, str]]:
         "absolute path": (make_zip({**good, "/tmp/x_vocals.wav": b"x"}), "unsafe path"),
         "nothing to score": (make_zip({"hello.txt": b"hi"}), "No files to score"),
         "missing track": (make_zip({k: v for k, v in list(good.items())[1:]}), "Missing files for stem vocals"),
-        "one sample short": (make_zip({**good, f"{names[0]}_vocals.wav": wav(ref0[:-1])}),
-                             "Different shapes for wav file"),
+        "one sample short": (
+            make_zip({**good, f"{names[0]}_vocals.wav": wav(ref0[:-1])}),
+            "Different shapes for wav file",
+        ),
         "wrong rate": (make_zip({**good, f"{names[0]}_vocals.wav": wav(ref0, 48000)}), "Different sample rate"),
         "mono": (make_zip({**good, f"{names[0]}_vocals.wav": wav(ref0[:, :1])}), "Different number of channels"),
         "not audio": (make_zip({**good, f"{names[0]}_vocals.wav": b"RIFF garbage"}), "Can't read audio file"),
@@ -243,8 +268,9 @@ def test_bad_forms(qc: Harness, dataset_dir: Path):
     token = qc.user()
     zip_bytes, _ = submission(dataset_dir, {"vocals": 0.1})
     assert add(qc, "not-a-token", zip_bytes).status_code == 401
-    r = qc.client.post("/api/quality_checker/add", data={"algo_name": "x"},
-                       files={"zipfile": ("e.zip", zip_bytes, "application/zip")})
+    r = qc.client.post(
+        "/api/quality_checker/add", data={"algo_name": "x"}, files={"zipfile": ("e.zip", zip_bytes, "application/zip")}
+    )
     assert r.status_code == 401
     assert "algo_name" in add(qc, token, zip_bytes, algo_name=" ").json()["message"]
     assert "dataset_type" in add(qc, token, zip_bytes, dataset_type="abc").json()["message"]
@@ -282,13 +308,14 @@ def test_lost_scoring_goes_back_to_the_queue_and_late_results_are_ignored(qc: Ha
     token = qc.user()
     zip_bytes, _ = submission(dataset_dir, {"vocals": 0.1})
     entry_id = add(qc, token, zip_bytes).json()["data"]["id"]
-    claim = queue.claim_next(qc.ctx.db, "dead-worker", 0.0)  # a lease that has already run out
+    claim = lifecycle.claim_next(qc.ctx.db, "dead-worker", 0.0)  # a lease that has already run out
     assert claim.kind == "qc_sdr"
-    assert queue.release_lost_work(qc.ctx.db, 3) == 1
+    assert lifecycle.release_lost_work(qc.ctx.db, 3) == 1
     entry = qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
     assert entry["status"] == "waiting" and entry["proc"] == 0
-    from openmvsep.runner.quality_work import run_quality_claim
-    run_quality_claim(qc.ctx.db, qc.ctx.storage, qc.settings, "qc_sdr", entry_id, "dead-worker")  # late
+    from openmvsep.runner.quality_work import QualityWork
+
+    QualityWork("dead-worker", qc.settings, qc.ctx.db, qc.ctx.storage, qc.ctx.quality).run(claim)  # late
     assert qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]["status"] == "waiting"
     qc.run_all()
     assert qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]["status"] == "done"
@@ -298,7 +325,7 @@ def test_metrics_without_the_log_wmse_filter(sdr_only: Harness, dataset_dir: Pat
     """An install without torch-log-wmse still scores every other metric and says what is missing."""
     from openmvsep.quality import metrics
 
-    def missing():  # noqa: ANN202
+    def missing():
         raise RuntimeError("log_wmse needs the filter shipped with torch-log-wmse 0.3.1")
 
     monkeypatch.setattr(metrics, "log_wmse_impulse_response", missing)
@@ -341,13 +368,13 @@ def test_janitor_drops_zips_of_entries_that_ended_without_their_worker(sdr_only:
 def test_metrics_that_keep_losing_their_worker_leave_the_sdr_standing(qc: Harness, dataset_dir: Path):
     zip_bytes, expected = submission(dataset_dir, {"vocals": 0.1})
     entry_id = add(qc, qc.user(), zip_bytes).json()["data"]["id"]
-    qc.worker.run_claim(queue.claim_next(qc.ctx.db, qc.worker.name, 60))  # the SDR claim
+    qc.worker.run_claim(lifecycle.claim_next(qc.ctx.db, qc.worker.name, 60))  # the SDR claim
     for _ in range(qc.settings.max_attempts):
-        claim = queue.claim_next(qc.ctx.db, "dying-worker", 0.0)
+        claim = lifecycle.claim_next(qc.ctx.db, "dying-worker", 0.0)
         assert claim.kind == "qc_metrics"
-        queue.release_lost_work(qc.ctx.db, qc.settings.max_attempts)
+        lifecycle.release_lost_work(qc.ctx.db, qc.settings.max_attempts)
     entry = qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
     assert entry["status"] == "done" and entry["msg"] == "OK"
     assert entry["sdr_vocals"] == pytest.approx(expected["vocals"], abs=1e-9)
     assert "The secondary metrics could not be computed" in entry["warnings"]
-    assert queue.claim_next(qc.ctx.db, "w", 60) is None
+    assert lifecycle.claim_next(qc.ctx.db, "w", 60) is None

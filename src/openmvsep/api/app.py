@@ -10,61 +10,38 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from openmvsep.api import quality, separation, site, storage
-from openmvsep.api.context import AppContext
+from openmvsep import __version__
+from openmvsep.api import docs, quality, separation, site, storage
+from openmvsep.api.context import AppContext, AppServices
 from openmvsep.api.limits import BodyLimit, RateLimit
+from openmvsep.api.request_id import RequestId, request_id_header
 from openmvsep.api.responses import error, ok, validation_error
-from openmvsep.engine.recipes import runnable_map
-from openmvsep.runner.executor import Executor, make_executor
-from openmvsep.runner.worker import engine_runtime
-from openmvsep.service.catalog import Catalog
 from openmvsep.service.errors import ServiceError, ValidationFailed
-from openmvsep.service.jobs import JobService
-from openmvsep.service.quality import QualityService, ensure_default_dataset
-from openmvsep.settings import Settings
-from openmvsep.store.db import Database
-from openmvsep.store.migrate import upgrade
-from openmvsep.store.storage import make_storage
 
 log = logging.getLogger("openmvsep.api")
 
 
-def build_context(settings: Settings, executor: Executor | None = None) -> AppContext:
-    upgrade(settings.effective_database_url)
-    db = Database(settings.effective_database_url)
-    storage_ = make_storage(settings)
-    storage_.sweep_dead_scratch()  # uploads a killed process was receiving
-    runtime = engine_runtime(settings)
-    catalog = Catalog.load(runnable_map(runtime))
-    executor = executor or make_executor(settings)
-    jobs = JobService(db, storage_, settings, catalog, notify=executor.notify, registry=runtime.registry)
-    quality_ = QualityService(db, storage_, settings, notify=executor.notify)
-    ensure_default_dataset(quality_)
-    return AppContext(settings=settings, db=db, storage=storage_, catalog=catalog, jobs=jobs, quality=quality_,
-                      executor=executor)
-
-
-def create_app(settings: Settings | None = None, *, executor: Executor | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_app(services: AppServices) -> FastAPI:
+    """The app over a process's services (openmvsep.bootstrap.Services); they start with it and close after."""
+    settings = services.settings
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        context = build_context(settings, executor)
-        app.state.ctx = context
-        context.executor.start()
+        services.start()
+        app.state.ctx = AppContext.of(services)
         try:
             yield
         finally:
-            context.executor.stop()
-            context.db.dispose()
+            services.close()
 
-    app = FastAPI(title="openmvsep", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="openmvsep", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     # A bare Starlette route: FastAPI's parameter machinery would cost more than the query itself.
     app.add_route("/api/separation/get", separation.get, methods=["GET"])
     app.include_router(separation.router)
     app.include_router(site.router)
     app.include_router(quality.router)
     app.include_router(storage.router)
+    app.include_router(docs.router)  # /docs from files shipped in the package, no CDN
 
     database_was_down = False
 
@@ -74,19 +51,15 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
         return ok({"success": True, "status": "ok"})
 
     @app.get("/health")
-    async def health(request: Request):
+    async def health():
         # One `SELECT 1`, cheap enough for a load balancer's probe every second. It runs in a thread under a
         # deadline, so a database that swallows packets turns this process unhealthy instead of hanging probes.
         nonlocal database_was_down
-        db = request.app.state.ctx.db
-
-        def select_one() -> None:
-            with db.read_engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-
         try:
-            await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, select_one), timeout=5.0)
-        except Exception as e:  # noqa: BLE001 - whatever the cause, this process cannot serve
+            await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(None, services.database_answers), timeout=5.0
+            )
+        except Exception as e:
             why = "no answer within 5s" if isinstance(e, asyncio.TimeoutError) else f"unreachable ({type(e).__name__})"
             if not database_was_down:  # once per outage, not once per probe
                 log.warning("health: the database is %s: %s", why, e)
@@ -119,9 +92,15 @@ def create_app(settings: Settings | None = None, *, executor: Executor | None = 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception):
         log.exception("unhandled error")
-        return error("Internal server error", 500)
+        return error("Internal server error", 500, request_id_header())  # sent outside every middleware
 
-    app.add_middleware(BodyLimit, upload_limits={"/api/separation/create": settings.max_upload_bytes,
-                                                 "/api/quality_checker/add": settings.qc_max_upload_bytes})
+    app.add_middleware(
+        BodyLimit,
+        upload_limits={
+            "/api/separation/create": settings.max_upload_bytes,
+            "/api/quality_checker/add": settings.qc_max_upload_bytes,
+        },
+    )
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(RequestId)  # last added is outermost: the limits' own answers carry the id too
     return app

@@ -1,29 +1,96 @@
-"""What the routes reach: one object built at start-up, hung on app.state."""
+"""What the routes reach: the process's services and the presenters, hung on app.state at start-up.
+
+Routes are thin: they parse, call a service, and present. They never open a database session or build a
+service themselves; the composition root (openmvsep.bootstrap) builds everything once.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.requests import Request
 
-from openmvsep.runner.executor import Executor
+from openmvsep.presenters.jobs import JobPresenter
+from openmvsep.presenters.links import Links
+from openmvsep.service.accounts import AccountService
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
+from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService
 from openmvsep.settings import Settings
-from openmvsep.store.db import Database
 from openmvsep.store.files import Storage
+
+
+class AppServices(Protocol):
+    """What an API process needs of the composition root (bootstrap.Services provides it).
+
+    The services are read-only properties: the API only reads them, and Services builds them lazily.
+    """
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def storage(self) -> Storage: ...
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    @property
+    def jobs(self) -> JobService: ...
+
+    @property
+    def accounts(self) -> AccountService: ...
+
+    @property
+    def news(self) -> NewsService: ...
+
+    @property
+    def quality(self) -> QualityService: ...
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def database_answers(self) -> None: ...
 
 
 @dataclass
 class AppContext:
-    settings: Settings
-    db: Database
-    storage: Storage
-    catalog: Catalog
-    jobs: JobService
-    quality: QualityService
-    executor: Executor
+    services: AppServices
+    links: Links
+    present: JobPresenter
+
+    @classmethod
+    def of(cls, services: AppServices) -> AppContext:
+        links = Links(services.settings, services.storage)
+        return cls(services, links, JobPresenter(services.catalog, links))
+
+    # The services routes use most, by name.
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.services.catalog
+
+    @property
+    def jobs(self) -> JobService:
+        return self.services.jobs
+
+    @property
+    def accounts(self) -> AccountService:
+        return self.services.accounts
+
+    @property
+    def quality(self) -> QualityService:
+        return self.services.quality
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
 
 
 def ctx(request: Request) -> AppContext:

@@ -25,8 +25,16 @@ def queue(request: Request):
 @router.get("/leaderboard")
 def leaderboard(request: Request):
     q = request.query_params
-    return ok(ctx(request).quality.leaderboard(q.get("dataset_type"), q.get("start"), q.get("limit"),
-                                               q.get("algo_name_filter"), q.get("sort"), q.get("ranking_metrics")))
+    return ok(
+        ctx(request).quality.leaderboard(
+            q.get("dataset_type"),
+            q.get("start"),
+            q.get("limit"),
+            q.get("algo_name_filter"),
+            q.get("sort"),
+            q.get("ranking_metrics"),
+        )
+    )
 
 
 @router.get("/entry")
@@ -43,16 +51,21 @@ def datasets(request: Request):
 @router.post("/add")
 async def add(request: Request):
     c = ctx(request)
-    form = await read_form(request, max_fields=c.settings.max_form_fields,
-                           max_field_bytes=c.settings.max_form_field_bytes)
+    form = await read_form(
+        request, max_fields=c.settings.max_form_fields, max_field_bytes=c.settings.max_form_field_bytes
+    )
     scratch = None
     try:
         upload = form.files.get("zipfile")
         if upload is None:
             raise ServiceError("The zipfile field is required.")
-        req = EntryRequest(algo_name=form.get("algo_name") or "", main_text=form.get("main_text") or "",
-                           dataset_type=form.get("dataset_type"), password=form.get("password") or None,
-                           ensemble=(form.get("ensemble") or "").strip().lower() in ("1", "true", "yes", "on"))
+        req = EntryRequest(
+            algo_name=form.get("algo_name") or "",
+            main_text=form.get("main_text") or "",
+            dataset_type=form.get("dataset_type"),
+            password=form.get("password") or None,
+            ensemble=(form.get("ensemble") or "").strip().lower() in ("1", "true", "yes", "on"),
+        )
         scratch = c.storage.scratch_dir()
         saved = await run_in_threadpool(save_upload, upload, scratch, "zipfile")
         created = await run_in_threadpool(c.quality.add, token_of(request, form), req, saved.path)
@@ -68,8 +81,9 @@ async def add(request: Request):
 @router.get("/delete")  # MVSep's API page describes a GET; its own examples and clients POST a form
 async def delete(request: Request):
     c = ctx(request)
-    form = await read_form(request, max_fields=c.settings.max_form_fields,
-                           max_field_bytes=c.settings.max_form_field_bytes)
+    form = await read_form(
+        request, max_fields=c.settings.max_form_fields, max_field_bytes=c.settings.max_form_field_bytes
+    )
     await close_uploads(form)
     await run_in_threadpool(c.quality.delete, form.get("id"), form.get("password"))
     return ok({"success": True, "data": {"message": "successfully deleted"}})

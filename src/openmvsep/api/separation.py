@@ -41,14 +41,13 @@ async def create(request: Request):
         uploads = {role: f for role, f in form.files.items() if role in UPLOAD_ROLES}
         if url and not uploads:
             remote = await run_in_threadpool(c.jobs.create_remote, token, req, url, form.get("remote_type") or "direct")
-            return ok({"success": True, "data": {"link": c.jobs.url(
-                f"/api/separation/get-remote?hash={remote.short_hash}"), "hash": remote.short_hash}})
+            return ok(c.present.remote_created(remote))
         scratch = c.storage.scratch_dir()
         saved = {}
         for role, upload in uploads.items():
             saved[role] = await run_in_threadpool(save_upload, upload, scratch, role)
         job = await run_in_threadpool(c.jobs.create, token, req, saved)
-        return ok({"success": True, "data": {"link": c.jobs.status_link(job.hash), "hash": job.hash}})
+        return ok(c.present.created(job))
     finally:
         await close_uploads(form)
         if scratch is not None:
@@ -58,17 +57,21 @@ async def create(request: Request):
 async def get(request: Request):
     """`separation/get`. Clients poll it every second, so it is a plain Starlette endpoint (no parameter
     machinery) running its single indexed read inline rather than through a thread hop."""
-    return ok(ctx(request).jobs.status(request.query_params.get("hash", "").strip()))
+    c = ctx(request)
+    return ok(c.present.status(c.jobs.queries.status_row(request.query_params.get("hash", "").strip())))
 
 
 @router.get("/get-remote")
-def get_remote(request: Request, hash: str = ""):  # noqa: A002
-    return ok(ctx(request).jobs.remote_status(hash.strip()))
+def get_remote(request: Request, hash: str = ""):
+    c = ctx(request)
+    return ok(c.present.remote_status(c.jobs.remote.state(hash.strip())))
 
 
 async def _hash_action(request: Request, action: str):
     c = ctx(request)
-    form = await read_form(request, max_fields=c.settings.max_form_fields, max_field_bytes=c.settings.max_form_field_bytes)
+    form = await read_form(
+        request, max_fields=c.settings.max_form_fields, max_field_bytes=c.settings.max_form_field_bytes
+    )
     await close_uploads(form)
     hash_value = (form.get("hash") or "").strip()
     if not hash_value:

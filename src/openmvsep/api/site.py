@@ -8,10 +8,10 @@ from functools import lru_cache
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from openmvsep.api.context import AppContext, ctx
+from openmvsep.api.context import ctx
 from openmvsep.api.forms import close_uploads, read_form, token_of
 from openmvsep.api.responses import ok
-from openmvsep.service import accounts, news
+from openmvsep.service.accounts import user_payload
 from openmvsep.service.errors import ServiceError
 
 router = APIRouter(prefix="/api")
@@ -43,34 +43,37 @@ async def algorithms(request: Request, scopes: str = "single_upload"):
 
 @router.get("/app/news")
 def news_list(request: Request, lang: str = "en", start: str = "0", limit: str = "10"):
-    c = ctx(request)
-    with c.db.reader() as s:
-        return ok(news.list_news(s, lang, _int(start, 0), _int(limit, 10, lo=1, hi=20)))
+    return ok(ctx(request).services.news.list(lang, _int(start, 0), _int(limit, 10, lo=1, hi=20)))
 
 
 @router.get("/app/queue")
 def queue(request: Request):
-    return ok(ctx(request).jobs.queue_summary(token_of(request)))
+    c = ctx(request)
+    return ok(c.present.queue(c.jobs.queries.queue(token_of(request))))
 
 
 @router.get("/app/queue/summary")
 def queue_summary(request: Request):
     c = ctx(request)
-    with c.db.reader() as s:
-        accounts.require_user(s, token_of(request), status=400)
-    return ok(c.jobs.queue_summary(token_of(request)))
+    c.accounts.require(token_of(request), status=400)
+    return ok(c.present.queue(c.jobs.queries.queue(token_of(request))))
 
 
 @router.get("/app/demo")
 def demo(request: Request, start: str = "0", limit: str = "10", algorithm_id: str = ""):
+    c = ctx(request)
     sep_type = _int(algorithm_id, -1, lo=-1) if algorithm_id else None
-    return ok(ctx(request).jobs.demo(_int(start, 0), _int(limit, 10, lo=1, hi=20),
-                                     sep_type if sep_type is not None and sep_type >= 0 else None))
+    rows = c.jobs.queries.demo(
+        _int(start, 0), _int(limit, 10, lo=1, hi=20), sep_type if sep_type is not None and sep_type >= 0 else None
+    )
+    return ok(c.present.demo(rows))
 
 
 async def _form(request: Request):
     c = ctx(request)
-    form = await read_form(request, max_fields=c.settings.max_form_fields, max_field_bytes=c.settings.max_form_field_bytes)
+    form = await read_form(
+        request, max_fields=c.settings.max_form_fields, max_field_bytes=c.settings.max_form_field_bytes
+    )
     await close_uploads(form)
     return c, form
 
@@ -78,85 +81,71 @@ async def _form(request: Request):
 @router.post("/app/login")
 async def login(request: Request):
     c, form = await _form(request)
-
-    def run() -> dict:
-        with c.db.session() as s:
-            user = accounts.login(s, (form.get("email") or "").strip(), form.get("password") or "")
-            return accounts.user_payload(user)
-
-    return ok({"success": True, "data": await run_in_threadpool(run)})
+    data = await run_in_threadpool(c.accounts.login, form.get("email") or "", form.get("password") or "")
+    return ok({"success": True, "data": data})
 
 
 @router.post("/app/register")
 async def register(request: Request):
     c, form = await _form(request)
-    if not c.settings.registration_open:
-        raise ServiceError("Registration is closed on this server", status=403)
     email = (form.get("email") or "").strip()
-
-    def run() -> None:
-        with c.db.session() as s:
-            accounts.create_user(s, email=email, password=form.get("password") or "",
-                                 name=(form.get("name") or "").strip() or "", credits=c.settings.new_user_credits,
-                                 confirmation=form.get("password_confirmation"), require_name=True)
-
-    await run_in_threadpool(run)
+    await run_in_threadpool(
+        lambda: c.accounts.register(
+            email=email,
+            password=form.get("password") or "",
+            name=(form.get("name") or "").strip(),
+            confirmation=form.get("password_confirmation"),
+        )
+    )
     return ok({"success": True, "message": f"Account verification email sent to {email}"})
 
 
 @router.get("/app/user")
 def user(request: Request):
     c = ctx(request)
-    with c.db.reader() as s:
-        u = accounts.require_user(s, token_of(request), status=400)
-        data = accounts.user_payload(u)
-        data["current_queue"] = c.jobs.current_queue(s, u)
-        data["copy_metadata"] = 0
+    u = c.accounts.require(token_of(request), status=400)
+    data = user_payload(u)
+    data["current_queue"] = c.present.current_queue(c.jobs.queries.active_jobs(u.id))
+    data["copy_metadata"] = 0
     return ok({"success": True, "data": data})
 
 
 @router.get("/app/separation_history")
 def history(request: Request, start: str = "0", limit: str = "10"):
     c = ctx(request)
-    items = c.jobs.history(token_of(request), _int(start, 0), _int(limit, 10, lo=1, hi=20))
-    return ok({"success": True, "data": items})
+    jobs = c.jobs.queries.history(token_of(request), _int(start, 0), _int(limit, 10, lo=1, hi=20))
+    return ok({"success": True, "data": c.present.history(jobs)})
 
 
 def _toggle(flag: str, value: bool):
     async def route(request: Request):
         c, form = await _form(request)
-
-        def run() -> None:
-            with c.db.session() as s:
-                accounts.set_flag(s, accounts.require_user(s, token_of(request, form), status=400), flag, value)
-
-        await run_in_threadpool(run)
+        await run_in_threadpool(c.accounts.set_flag, token_of(request, form), flag, value)
         return ok({"success": True, "message": "successfully enabled" if value else "successfully disabled"})
 
     return route
 
 
-for _path, _flag, _value in (("enable_premium", "premium_enabled", True), ("disable_premium", "premium_enabled", False),
-                             ("enable_long_filenames", "long_filenames_enabled", True),
-                             ("disable_long_filenames", "long_filenames_enabled", False)):
+for _path, _flag, _value in (
+    ("enable_premium", "premium_enabled", True),
+    ("disable_premium", "premium_enabled", False),
+    ("enable_long_filenames", "long_filenames_enabled", True),
+    ("disable_long_filenames", "long_filenames_enabled", False),
+):
     router.add_api_route(f"/app/{_path}", _toggle(_flag, _value), methods=["POST"], name=_path)
 
 
 @router.get("/purchases")
 def purchases(request: Request):
     """Self-hosted servers sell nothing: the list is always empty, in the shape MVSep clients read."""
-    c = ctx(request)
-    with c.db.reader() as s:
-        accounts.require_user(s, token_of(request), status=400)
+    ctx(request).accounts.require(token_of(request), status=400)
     return ok({"success": True, "data": []})
 
 
 @router.get("/credit_alert")
 def credit_alert(request: Request):
-    c: AppContext = ctx(request)
-    with c.db.reader() as s:
-        u = accounts.require_user(s, token_of(request), status=400)
-        return ok({"success": True, "data": {"credit_threshold": u.credit_alert_threshold}})
+    u = ctx(request).accounts.require(token_of(request), status=400)
+    return ok({"success": True, "data": {"credit_threshold": u.credit_alert_threshold}})
 
 
 @router.post("/credit_alert")
@@ -165,14 +154,5 @@ async def set_credit_alert(request: Request):
     raw = (form.get("credit_threshold") or "").strip()
     if not raw.isdigit():
         raise ServiceError("credit_threshold must be a whole number (0 disables the alert)")
-
-    def run() -> None:
-        with c.db.session() as s:
-            u = accounts.require_user(s, token_of(request, form), status=400)
-            u.credit_alert_threshold = int(raw)
-
-    await run_in_threadpool(run)
+    await run_in_threadpool(c.accounts.set_credit_alert, token_of(request, form), int(raw))
     return ok({"success": True, "data": {"credit_threshold": int(raw)}})
-
-
-

@@ -19,8 +19,18 @@ from openmvsep.store.files import LocalStorage, StorageKeyError
 router = APIRouter()
 
 PUBLIC_PREFIXES = ("temp/", "processed/", "public/")  # public/: Quality Checker mixtures
-AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "m4a": "audio/mp4", "ogg": "audio/ogg",
-               "aac": "audio/aac", "opus": "audio/opus", "mp4": "video/mp4", "aiff": "audio/aiff", "aif": "audio/aiff"}
+AUDIO_TYPES = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "m4a": "audio/mp4",
+    "ogg": "audio/ogg",
+    "aac": "audio/aac",
+    "opus": "audio/opus",
+    "mp4": "video/mp4",
+    "aiff": "audio/aiff",
+    "aif": "audio/aiff",
+}
 RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
@@ -55,7 +65,7 @@ def download(request: Request, key: str):
     return _stream(storage, key, size, content_type(name), request.headers.get("range"))
 
 
-def _stream(storage, key: str, size: int, media_type: str, range_header: str | None):  # noqa: ANN001
+def _stream(storage, key: str, size: int, media_type: str, range_header: str | None):
     headers = {"Accept-Ranges": "bytes"}
     match = RANGE.match(range_header.strip()) if range_header else None
     if match is None or not any(match.groups()):

@@ -8,8 +8,8 @@ safetensors cache keyed by that hash, so later loads never unpickle again.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -41,8 +41,9 @@ def unwrap_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_state_dict(path: str | Path, *, sha256: str | None = None, cache_dir: str | Path | None = None
-                    ) -> dict[str, torch.Tensor]:
+def load_state_dict(
+    path: str | Path, *, sha256: str | None = None, cache_dir: str | Path | None = None
+) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file. Pickled formats need `sha256` (the file must match it)."""
     path = Path(path)
     if not path.is_file():
@@ -51,14 +52,18 @@ def load_state_dict(path: str | Path, *, sha256: str | None = None, cache_dir: s
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path.name} is not a readable safetensors file (corrupt or truncated?): {e}") from None
+            raise CheckpointError(
+                f"{path.name} is not a readable safetensors file (corrupt or truncated?): {e}"
+            ) from None
     if path.suffix not in PICKLE_SUFFIXES:
-        raise CheckpointError(f"{path.name}: unknown checkpoint format (expected .safetensors or "
-                              f"{', '.join(PICKLE_SUFFIXES)})")
+        raise CheckpointError(
+            f"{path.name}: unknown checkpoint format (expected .safetensors or {', '.join(PICKLE_SUFFIXES)})"
+        )
     if not sha256:
         raise CheckpointError(
             f"{path.name} is a pickled checkpoint, which can run code when loaded; it is only loaded when its "
-            "sha256 is pinned (in the weights registry, or given with --sha256)")
+            "sha256 is pinned (in the weights registry, or given with --sha256)"
+        )
     cached = Path(cache_dir) / f"{sha256.lower()}.safetensors" if cache_dir else None
     if cached is not None and cached.is_file():
         try:
@@ -67,12 +72,16 @@ def load_state_dict(path: str | Path, *, sha256: str | None = None, cache_dir: s
             cached.unlink(missing_ok=True)  # a broken cache entry is rebuilt below
     actual = sha256_file(path)
     if actual != sha256.lower():
-        raise CheckpointError(f"{path.name} does not match its pinned sha256 (expected {sha256.lower()}, "
-                              f"got {actual}); the file is corrupt, truncated or not the pinned one")
+        raise CheckpointError(
+            f"{path.name} does not match its pinned sha256 (expected {sha256.lower()}, "
+            f"got {actual}); the file is corrupt, truncated or not the pinned one"
+        )
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=False)  # noqa: S614 - hash pinned above
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, ModuleNotFoundError) as e:
-        raise CheckpointError(f"{path.name} could not be read (corrupt or truncated?): {type(e).__name__}: {e}") from None
+        raise CheckpointError(
+            f"{path.name} could not be read (corrupt or truncated?): {type(e).__name__}: {e}"
+        ) from None
     tensors = unwrap_state_dict(obj, path)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +96,11 @@ def apply_state_dict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], n
     own = model.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
-    mismatched = [f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}" for k in own
-                  if k in tensors and tensors[k].shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in tensors and tensors[k].shape != own[k].shape
+    ]
     # Derived tables (rotary frequencies) that some implementations store and others compute are optional.
     missing = [k for k in missing if not k.endswith("freqs")]
     unexpected = [k for k in unexpected if not k.endswith("freqs")]

@@ -50,7 +50,7 @@ _ConfigLoader.add_constructor("tag:yaml.org,2002:python/tuple", _tuple)
 
 def parse_config(text: str) -> Config:
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"the model config is not valid YAML: {e}") from None
     if not isinstance(data, dict):

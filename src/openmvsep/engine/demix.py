@@ -17,9 +17,9 @@ Steps, with C the chunk size, S = C // num_overlap the step, F = C // 10 the fad
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -58,12 +58,12 @@ class ChunkPlan:
 def fade_window(plan: ChunkPlan, device: torch.device | None = None) -> torch.Tensor:
     window = torch.ones(plan.chunk_size, device=device)
     if plan.fade:
-        window[-plan.fade:] = torch.linspace(1, 0, plan.fade, device=device)
-        window[:plan.fade] = torch.linspace(0, 1, plan.fade, device=device)
+        window[-plan.fade :] = torch.linspace(1, 0, plan.fade, device=device)
+        window[: plan.fade] = torch.linspace(0, 1, plan.fade, device=device)
     return window
 
 
-def autocast_for(device: torch.device, precision: str):  # noqa: ANN201
+def autocast_for(device: torch.device, precision: str):
     """fp16/bf16 through autocast (weights stay fp32, so STFTs and norms keep their precision)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
@@ -76,7 +76,7 @@ def _chunks(mix: torch.Tensor, plan: ChunkPlan) -> Iterator[tuple[int, int, torc
     """(start, valid length, chunk padded to C) for each chunk of an already border-padded mix."""
     total = mix.shape[-1]
     for start in plan.starts(total):
-        part = mix[:, start:start + plan.chunk_size]
+        part = mix[:, start : start + plan.chunk_size]
         length = part.shape[-1]
         if length < plan.chunk_size:
             mode = "reflect" if length > plan.chunk_size // 2 else "constant"
@@ -110,10 +110,10 @@ def demix(
     last_index = len(starts) - 1
     base = fade_window(plan, device)
     first = base.clone()
-    first[:plan.fade] = 1
+    first[: plan.fade] = 1
     last = base.clone()
     if plan.fade:
-        last[-plan.fade:] = 1
+        last[-plan.fade :] = 1
 
     result = torch.zeros((num_stems, mix.shape[0], total), dtype=torch.float32, device=device)
     weight = torch.zeros(total, dtype=torch.float32, device=device)
@@ -129,8 +129,8 @@ def demix(
         for j, (index, start, valid) in enumerate(pending):
             # The reference's batch-size-1 rule: chunk 0 has no fade-in; the last has no fade-out unless it is chunk 0.
             window = first if index == 0 else last if index == last_index else base
-            result[..., start:start + valid] += out[j, ..., :valid] * window[:valid]
-            weight[start:start + valid] += window[:valid]
+            result[..., start : start + valid] += out[j, ..., :valid] * window[:valid]
+            weight[start : start + valid] += window[:valid]
             if progress:
                 progress(index + 1, last_index + 1)
         batch.clear()
@@ -146,5 +146,5 @@ def demix(
 
     out = torch.nan_to_num(result / weight, nan=0.0)
     if padded:
-        out = out[..., plan.border:-plan.border]
+        out = out[..., plan.border : -plan.border]
     return out

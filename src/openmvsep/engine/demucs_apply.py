@@ -20,13 +20,15 @@ those stems run, so a vocals-only request on htdemucs_ft costs one model instead
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from demucs.apply import BagOfModels
+from demucs.apply import Model as DemucsModel
 from demucs.htdemucs import HTDemucs
 from torch import nn
 
@@ -44,7 +46,7 @@ class Segment:
 
 
 def apply(
-    model: nn.Module,
+    model: DemucsModel | BagOfModels,
     mix: torch.Tensor,
     *,
     overlap: float = 0.25,
@@ -91,7 +93,7 @@ def apply(
 
 
 def normalized_apply(
-    model: nn.Module, mix: torch.Tensor, *, eps: float = 1e-8, **apply_kwargs
+    model: DemucsModel | BagOfModels, mix: torch.Tensor, *, eps: float = 1e-8, **apply_kwargs
 ) -> torch.Tensor:
     """`apply` with demucs' track-level normalisation (`demucs.api.Separator.separate_tensor`).
 
@@ -110,7 +112,7 @@ def normalized_apply(
 
 
 def plan_segments(
-    model: nn.Module, length: int, overlap: float = 0.25, segment: float | Fraction | None = None
+    model: DemucsModel, length: int, overlap: float = 0.25, segment: float | Fraction | None = None
 ) -> list[Segment]:
     """demucs' segmentation of a track of `length` samples for one (non-bag) model."""
     segment_length = _segment_length(model, segment)
@@ -150,7 +152,8 @@ def _apply_bag(
 ) -> torch.Tensor:
     members = [
         (member, [float(weights[k]) for k in stem_ids])
-        for member, weights in zip(bag.models, bag.weights)
+        # BagOfModels keeps its (demucs) models in an nn.ModuleList, whose items are typed as bare Modules.
+        for member, weights in zip(cast("Iterable[DemucsModel]", bag.models), bag.weights)
         if any(float(weights[k]) != 0 for k in stem_ids)
     ]
     totals = [sum(weights[j] for _, weights in members) for j in range(len(stem_ids))]
@@ -179,7 +182,7 @@ def _apply_bag(
 
 
 def _apply_one(
-    model: nn.Module,
+    model: DemucsModel,
     tracks: torch.Tensor,
     stem_ids: list[int],
     overlap: float,
@@ -244,7 +247,7 @@ def _transition_weight(segment_length: int, power: float, device: torch.device) 
     return (ramp / ramp.max()) ** power
 
 
-def _segment_length(model: nn.Module, segment: float | Fraction | None) -> int:
+def _segment_length(model: DemucsModel, segment: float | Fraction | None) -> int:
     if segment is None:
         segment = model.segment
     if segment is None or not segment > 0:
@@ -261,7 +264,7 @@ def _segment_length(model: nn.Module, segment: float | Fraction | None) -> int:
     return int(model.samplerate * segment)
 
 
-def _model_length(model: nn.Module, covered: int, segment: float | Fraction | None) -> int:
+def _model_length(model: DemucsModel, covered: int, segment: float | Fraction | None) -> int:
     """The input length demucs gives the model for a segment covering `covered` samples."""
     if isinstance(model, HTDemucs) and segment is not None:
         return int(segment * model.samplerate)

@@ -9,7 +9,7 @@ real part then imaginary part as numpy does; then the inverse STFT at the origin
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -35,8 +35,15 @@ def _combine(stack: np.ndarray, how: str, weights: np.ndarray) -> np.ndarray:
 
 def _stft(x: np.ndarray) -> np.ndarray:
     window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-    spec = torch.stft(torch.from_numpy(x.astype(np.float64)), N_FFT, HOP, window=window, center=True,
-                      pad_mode="constant", return_complex=True)
+    spec = torch.stft(
+        torch.from_numpy(x.astype(np.float64)),
+        N_FFT,
+        HOP,
+        window=window,
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
+    )
     return spec.numpy()
 
 
@@ -45,8 +52,9 @@ def _istft(spec: np.ndarray, length: int) -> np.ndarray:
     return torch.istft(torch.from_numpy(spec), N_FFT, HOP, window=window, center=True, length=length).numpy()
 
 
-def ensemble(waves: Sequence[np.ndarray], algorithm: str = "avg_wave", weights: Sequence[float] | None = None
-             ) -> np.ndarray:
+def ensemble(
+    waves: Sequence[np.ndarray], algorithm: str = "avg_wave", weights: Sequence[float] | None = None
+) -> np.ndarray:
     """Combine same-shaped (channels, samples) estimates of one stem; returns float32 of that shape."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown ensemble algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")

@@ -9,8 +9,8 @@ whatever the length of the input.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -20,9 +20,16 @@ from openmvsep.engine.joins import Chunk, join_chunks, plan_chunks
 from openmvsep.engine.separator import LoadedModel, separate
 
 
-def separate_file(loaded: LoadedModel, source: Path, outputs: Callable[[str], Path], *,
-                  segment_seconds: float = 300.0, overlap_seconds: float = 2.0,
-                  on_segment: Callable[[int, int], None] | None = None, **options) -> dict[str, Path]:  # noqa: ANN003
+def separate_file(
+    loaded: LoadedModel,
+    source: Path,
+    outputs: Callable[[str], Path],
+    *,
+    segment_seconds: float = 300.0,
+    overlap_seconds: float = 2.0,
+    on_segment: Callable[[int, int], None] | None = None,
+    **options,
+) -> dict[str, Path]:
     """Write each stem of `source` to `outputs(stem)` as float32 WAV at the model's rate; returns the paths."""
     rate = loaded.sample_rate
     info = audio.probe(source)
@@ -38,19 +45,25 @@ def separate_file(loaded: LoadedModel, source: Path, outputs: Callable[[str], Pa
         for chunk in plan:
             last = chunk.index == len(plan) - 1
             # The last segment reads to the real end: a probed duration can be a few samples off.
-            mix, _ = audio.read_audio(source, sample_rate=rate, start=chunk.start / rate,
-                                      duration=None if last else (chunk.end - chunk.start) / rate)
+            mix, _ = audio.read_audio(
+                source,
+                sample_rate=rate,
+                start=chunk.start / rate,
+                duration=None if last else (chunk.end - chunk.start) / rate,
+            )
             result = separate(loaded, mix, **options)
             stems = list(result)
             for stem, data in result.items():
-                sf.write(scratch / f"{chunk.index:05d}_{stem}.wav", np.asarray(data, np.float32).T, rate,
-                         subtype="FLOAT")
+                sf.write(
+                    scratch / f"{chunk.index:05d}_{stem}.wav", np.asarray(data, np.float32).T, rate, subtype="FLOAT"
+                )
             lengths.append(mix.shape[-1])
             if on_segment:
                 on_segment(chunk.index + 1, len(plan))
         total = plan[-1].start + lengths[-1]
         for stem in stems:
-            def pieces(stem: str = stem):  # noqa: ANN202
+
+            def pieces(stem: str = stem):
                 for chunk, length in zip(plan, lengths):
                     data, _ = sf.read(scratch / f"{chunk.index:05d}_{stem}.wav", dtype="float32", always_2d=True)
                     yield Chunk(chunk.index, chunk.start, chunk.start + length), data.T

@@ -9,7 +9,6 @@ import functools
 
 import numpy as np
 
-
 _MEL_LINEAR_HZ_PER_MEL = 200.0 / 3  # Slaney: linear below 1 kHz ...
 _MEL_LOG_START_HZ = 1000.0
 _MEL_LOG_START = _MEL_LOG_START_HZ / _MEL_LINEAR_HZ_PER_MEL

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from openmvsep.engine.cache import ModelCache
 from openmvsep.engine.config import ConfigError, load_config
 from openmvsep.engine.weights import WeightEntry, WeightsError, WeightsRegistry
+from openmvsep.errors import UserError
 
 if TYPE_CHECKING:  # torch is imported only where models run, not by the API process
     from openmvsep.engine.separator import LoadedModel
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailable(UserError):
     """A model a job needs cannot be loaded; the message is for the user and the admin."""
 
 
@@ -30,7 +30,7 @@ class Runtime:
     compile: bool = False  # torch.compile models as they load
 
     @classmethod
-    def for_data_dir(cls, data_dir: Path, **kwargs) -> "Runtime":  # noqa: ANN003
+    def for_data_dir(cls, data_dir: Path, **kwargs) -> Runtime:
         return cls(WeightsRegistry.for_data_dir(data_dir), **kwargs)
 
     def can_load(self, entry: WeightEntry | None) -> bool:
@@ -39,9 +39,6 @@ class Runtime:
 
     def can_serve(self, option: str) -> bool:
         return self.can_load(self.registry.serving(option))
-
-    def runnable_keys(self, sep_type: int, candidates: list[str]) -> list[str]:
-        return [key for key in candidates if self.can_serve(f"{sep_type}:{key}")]
 
     def model_for(self, option: str) -> LoadedModel:
         entry = self.registry.serving(option)
@@ -64,7 +61,14 @@ class Runtime:
             if entry.model_type == "demucs":  # a whole demucs package: the file carries its own architecture
                 return load_demucs(path, sha256=entry.sha256, device=self.device)
             cache_dir = self.registry.weights_dir / "safetensors-cache"
-            return load_model(entry.model_type, load_config(entry.config), path, sha256=entry.sha256,
-                              device=self.device, cache_dir=cache_dir, compile=self.compile)
+            return load_model(
+                entry.model_type,
+                load_config(entry.config),
+                path,
+                sha256=entry.sha256,
+                device=self.device,
+                cache_dir=cache_dir,
+                compile=self.compile,
+            )
         except (WeightsError, CheckpointError, ConfigError, OSError) as e:
             raise ModelUnavailable(f"the model {entry.name} cannot be loaded: {e}") from e

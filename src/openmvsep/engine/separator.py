@@ -8,9 +8,10 @@ mono handling, and the residual (mix − target) for single-target models.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from openmvsep.engine.checkpoints import apply_state_dict, load_state_dict
 from openmvsep.engine.config import Config, ConfigError, load_config
 from openmvsep.engine.demix import ChunkPlan, autocast_for, demix
 from openmvsep.engine.models import build_model
+
+if TYPE_CHECKING:  # demucs is imported only where an htdemucs model runs
+    from demucs.apply import Model as DemucsModel
 
 RESIDUAL = "instrumental"  # the reference inference script's name for mix − target
 AUTO_GPU_BATCH = 4  # chunks per model call on a GPU when the caller leaves the batch size to us (0)
@@ -54,9 +58,16 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def load_model(model_type: str, config: Config | str | Path, checkpoint: str | Path | dict | None = None, *,
-               sha256: str | None = None, device: str | None = None, cache_dir: str | Path | None = None,
-               compile: bool | str = False) -> LoadedModel:  # noqa: A002 - torch's word
+def load_model(
+    model_type: str,
+    config: Config | str | Path,
+    checkpoint: str | Path | dict | None = None,
+    *,
+    sha256: str | None = None,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+    compile: bool | str = False,
+) -> LoadedModel:
     """A model with its weights on its device.
 
     `compile` wraps it in torch.compile (slow first call, faster after); a string names the backend
@@ -69,21 +80,31 @@ def load_model(model_type: str, config: Config | str | Path, checkpoint: str | P
         raise ConfigError("the config has no training.instruments: the model's stems are unknown")
     model = build_model(model_type, config)
     if checkpoint is not None:
-        tensors = checkpoint if isinstance(checkpoint, dict) else load_state_dict(checkpoint, sha256=sha256,
-                                                                                  cache_dir=cache_dir)
+        tensors = (
+            checkpoint
+            if isinstance(checkpoint, dict)
+            else load_state_dict(checkpoint, sha256=sha256, cache_dir=cache_dir)
+        )
         apply_state_dict(model, tensors, Path(str(checkpoint)).name if not isinstance(checkpoint, dict) else "state")
     dev = resolve_device(device)
     model.to(dev).eval()
     target = training.get("target_instrument") or None
-    instruments = list(training.instruments)
+    instruments = list(training["instruments"])
     if target and target not in instruments:
         raise ConfigError(f"training.target_instrument {target!r} is not one of training.instruments {instruments}")
     stems = [target] if target else instruments
     if compile:
         # attribute lookups (mask_estimators) pass through the wrapper to the module
-        model = torch.compile(model, backend=compile if isinstance(compile, str) else "inductor")
-    return LoadedModel(model_type=training.get("model_type") or model_type, config=config, model=model, device=dev,
-                       stems=stems, target=target)
+        # torch.compile of a module returns an OptimizedModule (an nn.Module); its stub says only "callable"
+        model = cast(torch.nn.Module, torch.compile(model, backend=compile if isinstance(compile, str) else "inductor"))
+    return LoadedModel(
+        model_type=training.get("model_type") or model_type,
+        config=config,
+        model=model,
+        device=dev,
+        stems=stems,
+        target=target,
+    )
 
 
 def load_demucs(path: str | Path, *, sha256: str | None = None, device: str | None = None) -> LoadedModel:
@@ -96,15 +117,23 @@ def load_demucs(path: str | Path, *, sha256: str | None = None, device: str | No
     from openmvsep.engine.weights import sha256_file
 
     path = Path(path)
-    trusted = bool(sha256) and sha256_file(path) == sha256.lower()
+    trusted = bool(sha256 and sha256_file(path) == sha256.lower())
     try:
         model = load_demucs_package(path, trusted=trusted)
     except DemucsLoadError as e:
         raise CheckpointError(f"{path.name}: {e}") from None
     sources = list(model.sources)
-    config = Config.wrap({"training": {"instruments": sources, "samplerate": int(model.samplerate),
-                                       "channels": int(model.audio_channels)},
-                          "audio": {"sample_rate": int(model.samplerate)}, "inference": {"overlap": 0.25}})
+    config = Config.wrap(
+        {
+            "training": {
+                "instruments": sources,
+                "samplerate": int(model.samplerate),
+                "channels": int(model.audio_channels),
+            },
+            "audio": {"sample_rate": int(model.samplerate)},
+            "inference": {"overlap": 0.25},
+        }
+    )
     dev = resolve_device(device)
     model.to(dev).eval()
     return LoadedModel(model_type="htdemucs", config=config, model=model, device=dev, stems=sources)
@@ -124,7 +153,7 @@ def _forward(loaded: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
         def select(batch: torch.Tensor) -> torch.Tensor:
             out = model(batch)
             if out.dim() == 4 and out.shape[1] == len(instruments):
-                out = out[:, index:index + 1]
+                out = out[:, index : index + 1]
             return out
 
         return select
@@ -141,8 +170,15 @@ def _batch_size(loaded: LoadedModel, asked: int) -> int:
     return 1 if loaded.device.type == "cpu" and loaded.model_type != "htdemucs" else AUTO_GPU_BATCH
 
 
-def _separate_once(loaded: LoadedModel, mix: torch.Tensor, *, batch_size: int, precision: str,
-                   num_overlap: int | None, progress: Callable[[int, int], None] | None) -> torch.Tensor:
+def _separate_once(
+    loaded: LoadedModel,
+    mix: torch.Tensor,
+    *,
+    batch_size: int,
+    precision: str,
+    num_overlap: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> torch.Tensor:
     """(stems, channels, samples) for a (channels, samples) mix already on the device."""
     batch_size = _batch_size(loaded, batch_size)
     if loaded.model_type == "htdemucs":
@@ -150,8 +186,15 @@ def _separate_once(loaded: LoadedModel, mix: torch.Tensor, *, batch_size: int, p
 
         inference = loaded.config.get("inference") or {}
         with autocast_for(loaded.device, precision):
-            return demucs_apply(loaded.model, mix, overlap=float(inference.get("overlap", 0.25)),
-                                batch_size=batch_size, device=loaded.device, progress=progress).float()
+            return demucs_apply(
+                # the htdemucs family's models are demucs models (models.htdemucs.from_config, load_demucs)
+                cast("DemucsModel", loaded.model),
+                mix,
+                overlap=float(inference.get("overlap", 0.25)),
+                batch_size=batch_size,
+                device=loaded.device,
+                progress=progress,
+            ).float()
     audio = loaded.config.get("audio") or {}
     inference = loaded.config.get("inference") or {}
     chunk = int(inference.get("chunk_size") or audio.get("chunk_size") or 0)
@@ -161,16 +204,35 @@ def _separate_once(loaded: LoadedModel, mix: torch.Tensor, *, batch_size: int, p
     run = _forward(loaded)
     if loaded.channels == 1 and mix.shape[0] != 1:
         # A mono model separates each channel on its own; channels ride along as separate tracks.
-        outs = [demix(run, mix[c:c + 1], plan, num_stems=len(loaded.stems), batch_size=batch_size,
-                      precision=precision, progress=progress) for c in range(mix.shape[0])]
+        outs = [
+            demix(
+                run,
+                mix[c : c + 1],
+                plan,
+                num_stems=len(loaded.stems),
+                batch_size=batch_size,
+                precision=precision,
+                progress=progress,
+            )
+            for c in range(mix.shape[0])
+        ]
         return torch.cat(outs, dim=1)
-    return demix(run, mix, plan, num_stems=len(loaded.stems), batch_size=batch_size, precision=precision,
-                 progress=progress)
+    return demix(
+        run, mix, plan, num_stems=len(loaded.stems), batch_size=batch_size, precision=precision, progress=progress
+    )
 
 
-def separate(loaded: LoadedModel, mix: np.ndarray, *, batch_size: int = 0, precision: str = "fp32",
-             num_overlap: int | None = None, tta: bool = False, residual: bool = True,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+def separate(
+    loaded: LoadedModel,
+    mix: np.ndarray,
+    *,
+    batch_size: int = 0,
+    precision: str = "fp32",
+    num_overlap: int | None = None,
+    tta: bool = False,
+    residual: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
     """Stems of `mix` (channels, samples) at the model's rate, as float32 arrays of the mix's shape."""
     mix = np.asarray(mix, dtype=np.float32)
     if mix.ndim == 1:
@@ -188,8 +250,9 @@ def separate(loaded: LoadedModel, mix: np.ndarray, *, batch_size: int = 0, preci
     x = torch.from_numpy(np.ascontiguousarray(mix)).to(loaded.device)
 
     def once(signal: torch.Tensor) -> torch.Tensor:
-        return _separate_once(loaded, signal, batch_size=batch_size, precision=precision, num_overlap=num_overlap,
-                              progress=progress)
+        return _separate_once(
+            loaded, signal, batch_size=batch_size, precision=precision, num_overlap=num_overlap, progress=progress
+        )
 
     out = once(x)
     if tta:  # channel swap and polarity inversion, each undone on the output, averaged with the plain pass
@@ -199,7 +262,7 @@ def separate(loaded: LoadedModel, mix: np.ndarray, *, batch_size: int = 0, preci
         passes.append(-once(-x))
         out = torch.stack(passes).mean(0)
     result = out.cpu().numpy()
-    if std is not None:
+    if mean is not None and std is not None:  # set together
         result = result * (std if std > 0 else 1.0) + mean
     if was_mono:
         result = result[:, :1]

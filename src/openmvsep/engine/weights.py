@@ -1,10 +1,14 @@
-"""The weights registry: which checkpoint (and config) serves which catalog option, and the local cache.
+"""The weights registry: which checkpoint (and config) is known by which labels, and the local cache.
+
+`serves` labels are opaque to the engine: it matches them as strings (`serving`, and `select` by the part before
+a colon). The algorithms layer names its catalog options with them ("SEP_TYPE:KEY"); the engine never reads
+a sep_type out of one.
 
 Entries come from the registry shipped with openmvsep (`registry.yaml` beside this file) and from an
 admin's own file (`<data dir>/models.yaml`, same layout; its entries win by name). An entry:
 
     - name: bs_roformer_viperx_1297            # what `openmvsep models` calls it
-      serves: ["40:4"]                          # catalog options (sep_type:add_opt1 key) it runs
+      serves: ["40:4"]                          # labels: the catalog options (sep_type:add_opt1 key) it runs
       model_type: bs_roformer
       config: configs/model_bs_roformer_ep_317_sdr_12.9755.yaml   # relative to the registry file, or absolute
       urls: [https://…/model_bs_roformer_ep_317_sdr_12.9755.ckpt]
@@ -19,13 +23,12 @@ only then renamed into place, so the cache never holds a half or wrong file unde
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import httpx
 import yaml
-
 
 BUILTIN_REGISTRY = Path(__file__).with_name("registry.yaml")
 
@@ -70,14 +73,20 @@ def _entries_from(path: Path) -> list[WeightEntry]:
             if raw.get("config") and not config.is_absolute():
                 config = path.parent / config
             urls = raw.get("urls") or ([raw["url"]] if raw.get("url") else [])
-            entries.append(WeightEntry(
-                name=str(raw["name"]), model_type=str(raw["model_type"]), config=config, urls=tuple(urls),
-                filename=str(raw.get("filename") or (urls[0].rsplit("/", 1)[-1] if urls else raw["name"])),
-                sha256=(str(raw["sha256"]).lower() if raw.get("sha256") else None),
-                size=int(raw["size"]) if raw.get("size") else None,
-                serves=tuple(str(s) for s in raw.get("serves") or ()), description=str(raw.get("description") or ""),
-                extra={k: v for k, v in raw.items() if k not in WeightEntry.__dataclass_fields__},
-            ))
+            entries.append(
+                WeightEntry(
+                    name=str(raw["name"]),
+                    model_type=str(raw["model_type"]),
+                    config=config,
+                    urls=tuple(urls),
+                    filename=str(raw.get("filename") or (urls[0].rsplit("/", 1)[-1] if urls else raw["name"])),
+                    sha256=(str(raw["sha256"]).lower() if raw.get("sha256") else None),
+                    size=int(raw["size"]) if raw.get("size") else None,
+                    serves=tuple(str(s) for s in raw.get("serves") or ()),
+                    description=str(raw.get("description") or ""),
+                    extra={k: v for k, v in raw.items() if k not in WeightEntry.__dataclass_fields__},
+                )
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise WeightsError(f"{path}: a registry entry is malformed ({type(e).__name__}: {e}): {raw!r}") from None
     return entries
@@ -93,7 +102,7 @@ class WeightsRegistry:
                     self.entries[entry.name] = entry
 
     @classmethod
-    def for_data_dir(cls, data_dir: Path) -> "WeightsRegistry":
+    def for_data_dir(cls, data_dir: Path) -> WeightsRegistry:
         return cls(Path(data_dir) / "weights", [Path(data_dir) / "models.yaml"])
 
     def get(self, name: str) -> WeightEntry:
@@ -112,8 +121,11 @@ class WeightsRegistry:
             return list(self.entries.values())
         if selector in self.entries:
             return [self.entries[selector]]
-        hits = [e for e in self.entries.values()
-                if selector in e.serves or any(s.split(":")[0] == selector for s in e.serves)]
+        hits = [
+            e
+            for e in self.entries.values()
+            if selector in e.serves or any(s.split(":")[0] == selector for s in e.serves)
+        ]
         if not hits:
             raise WeightsError(f"nothing in the registry matches {selector!r}")
         return hits
@@ -128,8 +140,10 @@ class WeightsRegistry:
         """The local file, or an error that names the file and the command that fetches it."""
         path = self.path(entry)
         if not path.is_file():
-            raise WeightsError(f"the weights {entry.filename} ({entry.name}) are not in {self.weights_dir}; "
-                               f"run `openmvsep models download {entry.name}`")
+            raise WeightsError(
+                f"the weights {entry.filename} ({entry.name}) are not in {self.weights_dir}; "
+                f"run `openmvsep models download {entry.name}`"
+            )
         return path
 
     def verify(self, entry: WeightEntry) -> str:
@@ -139,12 +153,15 @@ class WeightsRegistry:
             raise WeightsError(f"{entry.filename} has {path.stat().st_size} bytes, expected {entry.size}")
         actual = sha256_file(path)
         if entry.sha256 and actual != entry.sha256:
-            raise WeightsError(f"{entry.filename} does not match its sha256 (expected {entry.sha256}, got {actual}); "
-                               f"delete it and run `openmvsep models download {entry.name}`")
+            raise WeightsError(
+                f"{entry.filename} does not match its sha256 (expected {entry.sha256}, got {actual}); "
+                f"delete it and run `openmvsep models download {entry.name}`"
+            )
         return actual
 
-    def download(self, entry: WeightEntry, *, progress: Callable[[int, int | None], None] | None = None,
-                 timeout: float = 60.0) -> Path:
+    def download(
+        self, entry: WeightEntry, *, progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0
+    ) -> Path:
         """Fetch (resuming a partial download) and verify; returns the final path."""
         target = self.path(entry)
         if target.is_file():
@@ -166,8 +183,10 @@ class WeightsRegistry:
         digest = sha256_file(part)
         if entry.sha256 and digest != entry.sha256:
             part.unlink(missing_ok=True)
-            raise WeightsError(f"the download of {entry.filename} does not match its sha256 "
-                               f"(expected {entry.sha256}, got {digest}); it was removed")
+            raise WeightsError(
+                f"the download of {entry.filename} does not match its sha256 "
+                f"(expected {entry.sha256}, got {digest}); it was removed"
+            )
         if entry.size and part.stat().st_size != entry.size:
             part.unlink(missing_ok=True)
             raise WeightsError(f"the download of {entry.filename} has the wrong size; it was removed")
@@ -175,7 +194,7 @@ class WeightsRegistry:
         return target
 
     @staticmethod
-    def _fetch(url: str, part: Path, entry: WeightEntry, progress, timeout: float) -> None:  # noqa: ANN001
+    def _fetch(url: str, part: Path, entry: WeightEntry, progress, timeout: float) -> None:
         have = part.stat().st_size if part.is_file() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=timeout) as r:
@@ -195,16 +214,25 @@ class WeightsRegistry:
                         progress(done, total_size)
 
 
-
 def pin_entry(models_file: Path, entry: WeightEntry, path: Path) -> str:
     """Write `entry` with the sha256 of the file at `path` into an admin registry file; returns the hash."""
     digest = sha256_file(path)
     data = yaml.safe_load(models_file.read_text()) if models_file.is_file() else None
     data = data or []
     data = [raw for raw in data if raw.get("name") != entry.name]
-    data.append({"name": entry.name, "description": entry.description, "serves": list(entry.serves),
-                 "model_type": entry.model_type, "config": str(entry.config), "urls": list(entry.urls),
-                 "filename": entry.filename, "sha256": digest, **entry.extra})
+    data.append(
+        {
+            "name": entry.name,
+            "description": entry.description,
+            "serves": list(entry.serves),
+            "model_type": entry.model_type,
+            "config": str(entry.config),
+            "urls": list(entry.urls),
+            "filename": entry.filename,
+            "sha256": digest,
+            **entry.extra,
+        }
+    )
     models_file.parent.mkdir(parents=True, exist_ok=True)
     models_file.write_text(yaml.safe_dump(data, sort_keys=False))
     return digest

@@ -15,7 +15,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import soundfile
 import yaml
@@ -189,7 +189,7 @@ def _default_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)  # YAML `true` is a bool, and bool is an int
 
 
@@ -202,8 +202,10 @@ def _check_song(song_dir: Path, stems: tuple[str, ...], sample_rate: int) -> Son
     """The song in `song_dir` after checking its name and files; DatasetError names the first problem."""
     name = song_dir.name
     if name.startswith(".") or not SONG_NAME.fullmatch(name):
-        raise DatasetError(f"{song_dir}: unsafe song folder name {name!r} "
-                           "(use letters, digits, spaces, '_', '-' and '.', not a leading '.')")
+        raise DatasetError(
+            f"{song_dir}: unsafe song folder name {name!r} "
+            "(use letters, digits, spaces, '_', '-' and '.', not a leading '.')"
+        )
     mixture = _audio_info(song_dir, MIXTURE, sample_rate)
     if mixture.frames == 0:
         raise DatasetError(f"{song_dir / mixture.name}: no audio frames")

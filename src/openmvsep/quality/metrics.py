@@ -25,6 +25,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from openmvsep.engine.mel import slaney_mel_filterbank
+from openmvsep.quality.names import ALL_METRICS, SECONDARY_METRICS  # noqa: F401 - re-exported
 from openmvsep.quality.spectral import (
     a_weighting_fir,
     fir_filter,
@@ -33,8 +34,6 @@ from openmvsep.quality.spectral import (
 )
 
 EPS = 1e-8
-SECONDARY_METRICS = ("si_sdr", "l1_freq", "log_wmse", "aura_stft", "aura_mrstft", "bleedless", "fullness")
-ALL_METRICS = ("sdr",) + SECONDARY_METRICS  # MVSep's display order
 MSST_SAMPLE_RATE = 44100  # the rate MSST's get_metrics() passes to every library it calls
 
 _BLOCK = 1 << 18  # samples per block in the numpy loops: keeps long tracks' temporaries in cache
@@ -128,7 +127,12 @@ def unavailable_metrics() -> dict[str, str]:
 
 
 def secondary_metrics(
-    mixture: ArrayLike, reference: ArrayLike, estimate: ArrayLike, sample_rate: int, *, device: str = "cpu",
+    mixture: ArrayLike,
+    reference: ArrayLike,
+    estimate: ArrayLike,
+    sample_rate: int,
+    *,
+    device: str = "cpu",
     skip: Collection[str] = (),
 ) -> dict[str, float]:
     """The seven secondary metrics (less `skip`), keyed and ordered as SECONDARY_METRICS.
@@ -141,10 +145,10 @@ def secondary_metrics(
         ref64, est64 = torch.from_numpy(ref).to(device), torch.from_numpy(est).to(device)
         ref32, est32 = ref64.float(), est64.float()
         bleedless, fullness = _bleedless_fullness(ref32, est32, sample_rate)
-        values = {
+        values: dict[str, float] = {
             "si_sdr": _si_sdr(ref, est),
             "l1_freq": _l1_freq(ref64, est64),
-            "log_wmse": None if "log_wmse" in skip else _log_wmse(mix, ref, est, sample_rate),
+            **({} if "log_wmse" in skip else {"log_wmse": _log_wmse(mix, ref, est, sample_rate)}),
             "aura_stft": _loss_score(_aura_stft_loss(ref64, est64)),
             "aura_mrstft": _loss_score(_aura_mrstft_loss(ref32, est32, sample_rate)),
             "bleedless": bleedless,

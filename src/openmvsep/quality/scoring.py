@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Callable
 
 import numpy as np
 import soundfile as sf
@@ -41,8 +41,7 @@ class Scores:
 
     def aggregate(self, stem: str, metric: str) -> float | None:
         """A stem's column: the mean over tracks (MVSep), or for framewise SDR the median (SiSEC's convention)."""
-        values = [v for song in self.tracks.values()
-                  if (v := song.get(stem, {}).get(metric)) is not None]
+        values = [v for song in self.tracks.values() if (v := song.get(stem, {}).get(metric)) is not None]
         if not values:
             return None
         return float(np.median(values)) if metric == FRAMEWISE else float(np.mean(values))
@@ -52,9 +51,10 @@ class Scores:
 
     def to_json(self) -> dict:
         """`{"sdr": {stem: mean}, "tracks": {song: {stem: sdr}}, <metric>: {stem: aggregate}, ...}`."""
-        out: dict = {"sdr": {s: self.aggregate(s, "sdr") for s in self.stems},
-                     "tracks": {song: {s: v.get("sdr") for s, v in stems.items()}
-                                for song, stems in self.tracks.items()}}
+        out: dict = {
+            "sdr": {s: self.aggregate(s, "sdr") for s in self.stems},
+            "tracks": {song: {s: v.get("sdr") for s, v in stems.items()} for song, stems in self.tracks.items()},
+        }
         for metric in self.metric_names():
             if metric != "sdr":
                 out[metric] = {s: self.aggregate(s, metric) for s in self.stems}
@@ -83,7 +83,7 @@ def _energies(r: np.ndarray, e: np.ndarray) -> tuple[float, float]:
     exact = r.dtype == np.int16
     ref_sum, err_sum = (0, 0) if exact else (0.0, 0.0)
     for start in range(0, r.size, BLOCK_SAMPLES):
-        rb, eb = r[start:start + BLOCK_SAMPLES], e[start:start + BLOCK_SAMPLES]
+        rb, eb = r[start : start + BLOCK_SAMPLES], e[start : start + BLOCK_SAMPLES]
         if exact:  # int16 -> float64 is exact and so are these sums (each block's total < 2^53)
             rf = rb.astype(np.float64)
             d = np.subtract(eb, rb, dtype=np.float64)
@@ -98,8 +98,9 @@ def _energies(r: np.ndarray, e: np.ndarray) -> tuple[float, float]:
     return ref_sum, err_sum
 
 
-def score_sdr(dataset: Dataset, submission: Submission, *, threads: int = 1,
-              progress: Progress | None = None) -> Scores:
+def score_sdr(
+    dataset: Dataset, submission: Submission, *, threads: int = 1, progress: Progress | None = None
+) -> Scores:
     """The leaderboard numbers: global SDR of every (track, stem).
 
     One thread reads files whole, in order, a few pairs ahead; `threads` threads do the arithmetic (file reads
@@ -117,16 +118,20 @@ def score_sdr(dataset: Dataset, submission: Submission, *, threads: int = 1,
         ref_energy, err_energy = future.result()
         scores.tracks[song][stem] = {"sdr": metrics.sdr_from_sums(ref_energy, err_energy)}
         if ref_energy == 0:
-            scores.warnings.append(f"{song}: the {stem} reference is silent, so its SDR only measures the "
-                                   "estimate's energy")
+            scores.warnings.append(
+                f"{song}: the {stem} reference is silent, so its SDR only measures the estimate's energy"
+            )
         recorded += 1
         if progress:
             progress(recorded, len(pairs))
 
     # BLAS's own threads on top of ours fight over the cores: each dot product here is small (measured: 60 pairs
     # in 1.8 s with single-threaded BLAS, 3.4-10.8 s without).
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(1) as reader, \
-            ThreadPoolExecutor(max(1, threads)) as workers:
+    with (
+        threadpool_limits(1, user_api="blas"),
+        ThreadPoolExecutor(1) as reader,
+        ThreadPoolExecutor(max(1, threads)) as workers,
+    ):
         reads = deque(reader.submit(_read_pair, dataset, submission, *p) for p in pairs[:READ_AHEAD])
         next_read = len(reads)
         for pair in pairs:
@@ -149,8 +154,9 @@ def _read(f: sf.SoundFile) -> np.ndarray:
     return data.T
 
 
-def score_metrics(dataset: Dataset, submission: Submission, scores: Scores, *,
-                  progress: Progress | None = None) -> Scores:
+def score_metrics(
+    dataset: Dataset, submission: Submission, scores: Scores, *, progress: Progress | None = None
+) -> Scores:
     """Add the secondary metrics and the framewise SDR to `scores`, one track at a time (all its stems in memory).
 
     The secondary metrics take MSST's rate constant whatever the dataset's rate, as MSST's get_metrics() does.
@@ -174,8 +180,9 @@ def score_metrics(dataset: Dataset, submission: Submission, scores: Scores, *,
             if np.isnan(median):
                 scores.warnings.append(f"{song.name}: no frame of {stem} could be scored framewise (silence)")
             elif np.isinf(median):
-                scores.warnings.append(f"{song.name}: the {stem} estimate equals its reference in most frames "
-                                       "(infinite framewise SDR)")
+                scores.warnings.append(
+                    f"{song.name}: the {stem} estimate equals its reference in most frames (infinite framewise SDR)"
+                )
         if progress:
             progress(i + 1, len(dataset.songs))
     return scores

@@ -19,6 +19,8 @@ import importlib.metadata
 import io
 import pickle
 from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import scipy.signal
@@ -88,7 +90,8 @@ def log_wmse_impulse_response() -> np.ndarray:
     # 1.x ships other taps in another file and changed the arithmetic, so only 0.3.1 will do.
     if dist.version != LOG_WMSE_VERSION:
         raise missing
-    path = dist.locate_file(_LOG_WMSE_IR_FILE)
+    # An installed (path) distribution locates its files as pathlib.Path; typeshed says only SimplePath.
+    path = cast(Path, dist.locate_file(_LOG_WMSE_IR_FILE))
     try:
         data = path.read_bytes()
     except OSError:

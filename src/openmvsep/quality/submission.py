@@ -15,10 +15,10 @@ import io
 import os
 import struct
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from collections.abc import Iterator
 
 import soundfile as sf
 
@@ -43,7 +43,7 @@ class _Window(io.RawIOBase):
     """A read-only file over bytes [offset, offset + size) of another file: a stored zip member in place."""
 
     def __init__(self, path: Path, offset: int, size: int):
-        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "rb")
         self._offset, self._size, self._pos = offset, size, 0
 
     def readable(self) -> bool:
@@ -60,7 +60,7 @@ class _Window(io.RawIOBase):
         self._pos = min(max(0, base + pos), self._size)
         return self._pos
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001
+    def readinto(self, buffer) -> int:
         n = min(len(buffer), self._size - self._pos)
         if n <= 0:
             return 0
@@ -118,7 +118,7 @@ class Submission:
 class _ClosingStream(io.RawIOBase):
     """A compressed member's stream that also closes its archive."""
 
-    def __init__(self, stream, archive: zipfile.ZipFile):  # noqa: ANN001
+    def __init__(self, stream, archive: zipfile.ZipFile):
         self._stream, self._archive = stream, archive
 
     def readable(self) -> bool:
@@ -133,7 +133,7 @@ class _ClosingStream(io.RawIOBase):
     def tell(self) -> int:
         return self._stream.tell()
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001
+    def readinto(self, buffer) -> int:
         data = self._stream.read(len(buffer))
         memoryview(buffer)[: len(data)] = data
         return len(data)
@@ -147,14 +147,19 @@ class _ClosingStream(io.RawIOBase):
 def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
     """Where a member's bytes start: after its local header, whose name and extra lengths may differ from the
     central directory's."""
+    # zipfile's local-header constants are undocumented, so typeshed's zipfile stub leaves them out.
     with open(path, "rb") as f:
         f.seek(info.header_offset)
-        header = f.read(zipfile.sizeFileHeader)
-    fields = struct.unpack(zipfile.structFileHeader, header)
-    if fields[0] != zipfile.stringFileHeader:
+        header = f.read(zipfile.sizeFileHeader)  # type: ignore[attr-defined]  # not in typeshed
+    fields = struct.unpack(zipfile.structFileHeader, header)  # type: ignore[attr-defined]  # not in typeshed
+    if fields[0] != zipfile.stringFileHeader:  # type: ignore[attr-defined]  # not in typeshed
         raise SubmissionError(f"The zip file is damaged: bad header for {info.filename}")
-    return (info.header_offset + zipfile.sizeFileHeader + fields[zipfile._FH_FILENAME_LENGTH]
-            + fields[zipfile._FH_EXTRA_FIELD_LENGTH])
+    return (
+        info.header_offset
+        + zipfile.sizeFileHeader  # type: ignore[attr-defined]  # not in typeshed
+        + fields[zipfile._FH_FILENAME_LENGTH]  # type: ignore[attr-defined]  # not in typeshed
+        + fields[zipfile._FH_EXTRA_FIELD_LENGTH]  # type: ignore[attr-defined]  # not in typeshed
+    )
 
 
 def _is_unsafe(name: str) -> bool:
@@ -190,9 +195,13 @@ def open_submission(path: Path, dataset: Dataset, limits: Limits = Limits()) -> 
         for info in infos:
             if _is_unsafe(info.filename):
                 raise SubmissionError(f"The zip file contains an unsafe path: {info.filename}")
-        files = [i for i in infos if not i.is_dir()
-                 and not PurePosixPath(i.filename.replace("\\", "/")).name.lower().startswith(IGNORED_PREFIXES)
-                 and not i.filename.lower().startswith(IGNORED_PREFIXES)]
+        files = [
+            i
+            for i in infos
+            if not i.is_dir()
+            and not PurePosixPath(i.filename.replace("\\", "/")).name.lower().startswith(IGNORED_PREFIXES)
+            and not i.filename.lower().startswith(IGNORED_PREFIXES)
+        ]
         members = _scored_members(files, dataset)
         _check_sizes([m.info for m in members.values()], limits)
         stems = _check_complete(members, dataset)
@@ -216,8 +225,9 @@ def _scored_members(files: list[zipfile.ZipInfo], dataset: Dataset) -> dict[tupl
         if key is None:
             continue
         if key in members:
-            raise SubmissionError(f"Duplicate file for song {key[0]}, stem {key[1]}: {members[key].filename} "
-                                  f"and {p[-1]}")
+            raise SubmissionError(
+                f"Duplicate file for song {key[0]}, stem {key[1]}: {members[key].filename} and {p[-1]}"
+            )
         members[key] = Member(key[0], key[1], info)
     return members
 
@@ -238,8 +248,10 @@ def _check_complete(members: dict[tuple[str, str], Member], dataset: Dataset) ->
     present = [stem for stem in dataset.stems if any(k[1] == stem for k in members)]
     if not present:
         example = f"{dataset.songs[0].name}_{dataset.stems[0]}.wav"
-        raise SubmissionError(f"No files to score were found in the zip. Expected files like {example} for stems: "
-                              + ", ".join(dataset.stems))
+        raise SubmissionError(
+            f"No files to score were found in the zip. Expected files like {example} for stems: "
+            + ", ".join(dataset.stems)
+        )
     for stem in present:
         missing = [s.name for s in dataset.songs if (s.name, stem) not in members]
         if missing:

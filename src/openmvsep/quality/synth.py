@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import soundfile
@@ -194,6 +195,10 @@ def _plan(rng: np.random.Generator, frames: int, sample_rate: int) -> Plan:
     )
 
 
+@overload
+def note_hz(midi: float) -> float: ...
+@overload
+def note_hz(midi: np.ndarray) -> np.ndarray: ...
 def note_hz(midi: float | np.ndarray) -> float | np.ndarray:
     """Equal-tempered frequency of a MIDI note number (A4 = 69 = 440 Hz)."""
     return 440.0 * 2.0 ** ((np.asarray(midi) - 69.0) / 12.0)

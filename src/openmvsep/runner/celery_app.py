@@ -12,7 +12,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from openmvsep.runner.queue import waiting_work
+from openmvsep.service.lifecycle import waiting_work
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 
@@ -32,8 +32,10 @@ def make_celery(settings: Settings) -> Celery:
         # Redis re-sends an unacknowledged message after this long: it must outlast the longest job.
         # RabbitMQ confirms each publish, so a sent message is in the queue (and counted by `queued_messages`)
         # before `top_up` returns; without it a second top-up could count too few and send the same again.
-        broker_transport_options={"visibility_timeout": int(settings.broker_visibility_seconds),
-                                  "confirm_publish": True},
+        broker_transport_options={
+            "visibility_timeout": int(settings.broker_visibility_seconds),
+            "confirm_publish": True,
+        },
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
         task_serializer="json",

@@ -13,16 +13,16 @@ from openmvsep.runner.celery_app import make_celery, top_up
 from openmvsep.runner.housekeeping import Housekeeping
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
-from openmvsep.store.storage import make_storage
+from openmvsep.store.files import Storage
 
 log = logging.getLogger("openmvsep.executor")
 
 
 class CeleryExecutor:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, db: Database, storage: Storage):
         self.settings = settings
         self.app = make_celery(settings)
-        self.db = Database(settings.effective_database_url)
+        self.db, self.storage = db, storage
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -31,7 +31,7 @@ class CeleryExecutor:
         self._thread.start()
 
     def _reconcile(self) -> None:
-        housekeeping = Housekeeping(self.db, make_storage(self.settings), self.settings)
+        housekeeping = Housekeeping(self.db, self.storage, self.settings)
         while True:
             try:
                 housekeeping.run_once()
@@ -51,4 +51,3 @@ class CeleryExecutor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.db.dispose()

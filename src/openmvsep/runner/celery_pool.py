@@ -17,9 +17,9 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from openmvsep.runner import queue
 from openmvsep.runner.celery_app import make_celery, top_up
 from openmvsep.runner.lifetime import die_with_parent
+from openmvsep.service import lifecycle
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 
@@ -63,18 +63,33 @@ class CeleryWorkerPool:
         return env
 
     def _spawn(self, slot: Slot) -> None:
-        cmd = [sys.executable, "-m", "celery", "-A", "openmvsep.runner.celery_worker", "worker",
-               "--pool=solo", "--concurrency=1", f"--queues={self.settings.celery_queue}",
-               f"--hostname={self.name(slot)}@%h", f"--loglevel={self.loglevel}", "--without-gossip",
-               "--without-mingle"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "openmvsep.bootstrap.celery_worker",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            f"--queues={self.settings.celery_queue}",
+            f"--hostname={self.name(slot)}@%h",
+            f"--loglevel={self.loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
         # SIGTERM when this supervisor dies: Celery's warm shutdown, the job in hand finishes first.
         self.procs[slot.index] = subprocess.Popen(cmd, env=self._env(slot), preexec_fn=die_with_parent)
-        log.info("worker %s started (pid %s, %s)", self.name(slot), self.procs[slot.index].pid,
-                 f"GPU {slot.gpu}" if slot.gpu is not None else "CPU")
+        log.info(
+            "worker %s started (pid %s, %s)",
+            self.name(slot),
+            self.procs[slot.index].pid,
+            f"GPU {slot.gpu}" if slot.gpu is not None else "CPU",
+        )
 
-    def run(self) -> None:
-        """Start the processes and keep them running until SIGINT/SIGTERM."""
-        db = Database(self.settings.effective_database_url)
+    def run(self, db: Database) -> None:
+        """Start the processes and keep them running until SIGINT/SIGTERM; `db` to hand back what a dead one
+        held."""
         app = make_celery(self.settings)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._stop.set())
@@ -86,14 +101,15 @@ class CeleryWorkerPool:
                     proc = self.procs[slot.index]
                     if proc.poll() is None:
                         continue
-                    log.warning("worker %s exited (code %s); its work goes back to the queue", self.name(slot),
-                                proc.returncode)
+                    log.warning(
+                        "worker %s exited (code %s); its work goes back to the queue", self.name(slot), proc.returncode
+                    )
                     self._hand_back(db, app, [self.name(slot)], forgive=False)
                     self._spawn(slot)
         finally:
             self._shutdown(db, app)
 
-    def _shutdown(self, db: Database, app) -> None:  # noqa: ANN001
+    def _shutdown(self, db: Database, app) -> None:
         # Celery's warm shutdown: a process finishes the job in hand, then exits.
         for proc in self.procs.values():
             if proc.poll() is None:
@@ -105,12 +121,11 @@ class CeleryWorkerPool:
                 proc.kill()
                 proc.wait()
         self._hand_back(db, app, [self.name(slot) for slot in self.slots], forgive=True)
-        db.dispose()
 
-    def _hand_back(self, db: Database, app, names: list[str], *, forgive: bool) -> None:  # noqa: ANN001
+    def _hand_back(self, db: Database, app, names: list[str], *, forgive: bool) -> None:
         """The work these processes held goes back to the queue now, with its messages."""
         try:
-            if queue.release_lost_work(db, self.settings.max_attempts, workers=names, forgive=forgive):
+            if lifecycle.release_lost_work(db, self.settings.max_attempts, workers=names, forgive=forgive):
                 top_up(app, db, self.settings.celery_queue)
         except Exception:  # the leases run out instead; an API process takes the work back then
             log.exception("could not hand back the work of %s", ", ".join(names))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from openmvsep.settings import Settings
+from openmvsep.store.db import Database
+from openmvsep.store.files import Storage
 
 
 class Executor(Protocol):
@@ -28,15 +31,17 @@ class NoExecutor:
     def stop(self) -> None: ...
 
 
-def make_executor(settings: Settings) -> Executor:
+def make_executor(settings: Settings, db: Database, storage: Storage, worker_main: Callable[..., None]) -> Executor:
+    """The executor the settings name, over this process's database and storage. `worker_main` is the entry point
+    of a local worker process (see LocalExecutor)."""
     if settings.executor == "local":
         if settings.workers <= 0:
             return NoExecutor()
         from openmvsep.runner.local import LocalExecutor
 
-        return LocalExecutor(settings)
+        return LocalExecutor(settings, db, storage, worker_main)
     if settings.executor == "celery":
         from openmvsep.runner.celery_executor import CeleryExecutor
 
-        return CeleryExecutor(settings)
+        return CeleryExecutor(settings, db, storage)
     raise ValueError(f"unknown executor {settings.executor!r} (local or celery)")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from openmvsep.runner import queue
 from openmvsep.runner.janitor import sweep
+from openmvsep.service import lifecycle
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage
@@ -19,7 +19,7 @@ class Housekeeping:
 
     def run_once(self) -> int:
         """One pass; returns how many pieces of work went back to the queue."""
-        released = queue.release_lost_work(self.db, self.settings.max_attempts)
+        released = lifecycle.release_lost_work(self.db, self.settings.max_attempts)
         if time.monotonic() >= self._next_sweep:
             sweep(self.db, self.storage, self.settings.orphan_grace_seconds)
             self._next_sweep = time.monotonic() + self.settings.janitor_interval_seconds

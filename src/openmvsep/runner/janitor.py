@@ -10,6 +10,7 @@ from sqlalchemy import select
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.files import Storage
 from openmvsep.store.models import Job, QcEntry
+from openmvsep.store.status import EntryStatus
 
 
 def sweep(db: Database, storage: Storage, orphan_grace_seconds: float) -> None:
@@ -23,8 +24,9 @@ def sweep_expired(db: Database, storage: Storage, *, batch: int = 200) -> int:
     swept = 0
     while True:
         with db.session() as s:
-            jobs = s.scalars(select(Job).where(Job.files_deleted.is_(False), Job.expires_at <= utcnow())
-                             .limit(batch)).all()
+            jobs = s.scalars(
+                select(Job).where(Job.files_deleted.is_(False), Job.expires_at <= utcnow()).limit(batch)
+            ).all()
             for job in jobs:
                 job.files_deleted = True
             keys = [k for job in jobs for k in job.storage_keys()]
@@ -44,9 +46,12 @@ def sweep_expired(db: Database, storage: Storage, *, batch: int = 200) -> int:
 def _sweep_finished_submissions(db: Database, storage: Storage) -> None:
     """Zips of Quality Checker entries whose scoring ended without their worker (given up after lost leases)."""
     with db.session() as s:
-        entries = s.scalars(select(QcEntry).where(QcEntry.status.in_(("done", "failed")),
-                                                  QcEntry.zip_key.is_not(None))).all()
-        keys = [e.zip_key for e in entries]
+        entries = s.scalars(
+            select(QcEntry).where(
+                QcEntry.status.in_((EntryStatus.DONE, EntryStatus.FAILED)), QcEntry.zip_key.is_not(None)
+            )
+        ).all()
+        keys = [e.zip_key for e in entries if e.zip_key is not None]  # the query selected non-null ones
         for entry in entries:
             entry.zip_key = None
     for key in keys:
@@ -82,10 +87,10 @@ def _qc_owners(db: Database, names: set[str]) -> set[str]:
     return {n for n, i in ids.items() if i in existing}
 
 
-def _existing(db: Database, column, values: set) -> set:  # noqa: ANN001
+def _existing(db: Database, column, values: set) -> set:
     found: set = set()
-    values = list(values)
+    ordered = list(values)
     with db.reader() as s:
-        for i in range(0, len(values), 500):
-            found |= set(s.scalars(select(column).where(column.in_(values[i:i + 500]))))
+        for i in range(0, len(ordered), 500):
+            found |= set(s.scalars(select(column).where(column.in_(ordered[i : i + 500]))))
     return found

@@ -13,13 +13,18 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from openmvsep.runner import queue
 from openmvsep.runner.housekeeping import Housekeeping
 from openmvsep.runner.lifetime import die_with_parent, parent_gone
+from openmvsep.service import lifecycle
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
-from openmvsep.store.storage import make_storage
+from openmvsep.store.files import Storage
+
+if TYPE_CHECKING:
+    from openmvsep.runner.worker import Worker
 
 log = logging.getLogger("openmvsep.executor")
 
@@ -28,17 +33,13 @@ def worker_name_prefix() -> str:
     return f"local:{socket.gethostname()}:"
 
 
-def _worker_main(settings_json: str, name: str, wake, server_pid: int) -> None:  # noqa: ANN001
-    """Entry point of a worker process: claim, run, and sleep until woken or the poll interval passes."""
-    from openmvsep.runner.worker import Worker
-
+def worker_loop(make_worker: Callable[[], Worker], settings: Settings, wake, server_pid: int) -> None:
+    """A worker process's life: claim, run, and sleep until woken or the poll interval passes, until the server
+    that started it is gone."""
     die_with_parent()
     if parent_gone(server_pid):  # it died before the line above took effect
         return
-
-    settings = Settings.model_validate_json(settings_json)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
-    worker = Worker(settings, name)
+    worker = make_worker()
     while not parent_gone(server_pid):
         try:
             if worker.run_next():
@@ -51,16 +52,18 @@ def _worker_main(settings_json: str, name: str, wake, server_pid: int) -> None: 
 
 
 class LocalExecutor:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, db: Database, storage: Storage, worker_main: Callable[..., None]):
+        """`worker_main(settings_json, name, wake, server_pid)`: the entry point of each worker process, given by
+        the composition root (a spawned process starts from nothing and builds its own services)."""
         self.settings = settings
+        self.worker_main = worker_main
         self.boot = uuid.uuid4().hex[:8]
         self.ctx = mp.get_context("spawn")  # no forked copies of the server's threads and sockets
         self.wake = self.ctx.Event()
         self.procs: dict[str, mp.process.BaseProcess] = {}
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
-        self.db = Database(settings.effective_database_url)
-        self.storage = make_storage(settings)
+        self.db, self.storage = db, storage
 
     def _name(self, index: int) -> str:
         return f"{worker_name_prefix()}{self.boot}:{index}"
@@ -74,25 +77,21 @@ class LocalExecutor:
         self._supervisor.start()
 
     def _release_previous_boots(self) -> None:
-        from sqlalchemy import select
-
-        from openmvsep.store.models import RemoteJob, WorkItem
-
         prefix = worker_name_prefix()
-        with self.db.reader() as s:
-            held = set(s.scalars(select(WorkItem.worker).where(WorkItem.status == "running",
-                                                               WorkItem.worker.like(f"{prefix}%"))))
-            held |= set(s.scalars(select(RemoteJob.worker).where(RemoteJob.status == "processing",
-                                                                 RemoteJob.worker.like(f"{prefix}%"))))
-        stale = [w for w in held if w and not w.startswith(f"{prefix}{self.boot}:")]
+        held = lifecycle.workers_holding(self.db, prefix)
+        stale = [w for w in held if not w.startswith(f"{prefix}{self.boot}:")]
         if stale:
-            n = queue.release_lost_work(self.db, self.settings.max_attempts, workers=stale)
+            n = lifecycle.release_lost_work(self.db, self.settings.max_attempts, workers=stale)
             log.info("took back %d work item(s) from an earlier run", n)
 
     def _spawn(self, index: int) -> None:
         name = self._name(index)
-        proc = self.ctx.Process(target=_worker_main, name=f"openmvsep-worker-{index}", daemon=True,
-                                args=(self.settings.model_dump_json(), name, self.wake, os.getpid()))
+        proc = self.ctx.Process(
+            target=self.worker_main,
+            name=f"openmvsep-worker-{index}",
+            daemon=True,
+            args=(self.settings.model_dump_json(), name, self.wake, os.getpid()),
+        )
         proc.start()
         self.procs[name] = proc
 
@@ -102,7 +101,7 @@ class LocalExecutor:
             for name, proc in list(self.procs.items()):
                 if not proc.is_alive() and not self._stop.is_set():
                     log.warning("worker %s exited (code %s); its work goes back to the queue", name, proc.exitcode)
-                    queue.release_lost_work(self.db, self.settings.max_attempts, workers=[name])
+                    lifecycle.release_lost_work(self.db, self.settings.max_attempts, workers=[name])
                     del self.procs[name]
                     self._spawn(int(name.rsplit(":", 1)[1]))
                     self.wake.set()
@@ -123,7 +122,6 @@ class LocalExecutor:
             proc.join(timeout=10)
         self.procs.clear()
         # What they were running goes back to the queue now rather than after the lease.
-        queue.release_lost_work(self.db, self.settings.max_attempts, forgive=True,
-                                worker_prefix=f"{worker_name_prefix()}{self.boot}:")
-        self.db.dispose()
-
+        lifecycle.release_lost_work(
+            self.db, self.settings.max_attempts, forgive=True, worker_prefix=f"{worker_name_prefix()}{self.boot}:"
+        )

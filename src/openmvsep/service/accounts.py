@@ -11,8 +11,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from openmvsep.service.errors import InvalidToken, ValidationFailed
-from openmvsep.store.db import utcnow
+from openmvsep.service.errors import InvalidToken, ServiceError, ValidationFailed
+from openmvsep.settings import Settings
+from openmvsep.store.db import Database, utcnow
 from openmvsep.store.models import CreditEntry, User
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -61,8 +62,15 @@ def validate_registration(s: Session, name: str, email: str, password: str, conf
 
 
 def create_user(
-    s: Session, *, email: str, password: str, name: str = "", credits: int = 0, premium: bool = False,
-    confirmation: str | None = None, require_name: bool = False,
+    s: Session,
+    *,
+    email: str,
+    password: str,
+    name: str = "",
+    credits: int = 0,
+    premium: bool = False,
+    confirmation: str | None = None,
+    require_name: bool = False,
 ) -> User:
     """A new account with a fresh API token; `require_name` for the public register form."""
     if not require_name:
@@ -70,9 +78,17 @@ def create_user(
     validate_registration(s, name, email, password, confirmation)
     now = utcnow()
     user = User(
-        name=name, email=email, password_hash=hash_password(password), api_token=new_token(), credits=0,
-        premium_enabled=premium, long_filenames_enabled=False, is_admin=False, credit_alert_threshold=0,
-        created_at=now, updated_at=now,
+        name=name,
+        email=email,
+        password_hash=hash_password(password),
+        api_token=new_token(),
+        credits=0,
+        premium_enabled=premium,
+        long_filenames_enabled=False,
+        is_admin=False,
+        credit_alert_threshold=0,
+        created_at=now,
+        updated_at=now,
     )
     s.add(user)
     s.flush()
@@ -135,5 +151,51 @@ def user_payload(user: User) -> dict:
     }
 
 
-def fmt_datetime(value) -> str | None:  # noqa: ANN001
+def fmt_datetime(value) -> str | None:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else None
+
+
+class AccountService:
+    """What the account endpoints do, each in its own transaction."""
+
+    def __init__(self, db: Database, settings: Settings):
+        self.db, self.settings = db, settings
+
+    def login(self, email: str, password: str) -> dict:
+        with self.db.session() as s:
+            return user_payload(login(s, email.strip(), password))
+
+    def register(self, *, email: str, password: str, name: str, confirmation: str | None) -> None:
+        if not self.settings.registration_open:
+            raise ServiceError("Registration is closed on this server", status=403)
+        with self.db.session() as s:
+            create_user(
+                s,
+                email=email,
+                password=password,
+                name=name,
+                credits=self.settings.new_user_credits,
+                confirmation=confirmation,
+                require_name=True,
+            )
+
+    def create(self, *, email: str, password: str, name: str = "", credits: int = 0, premium: bool = False) -> User:
+        """An account made by an admin (`openmvsep user create`)."""
+        with self.db.session() as s:
+            return create_user(s, email=email, password=password, name=name, credits=credits, premium=premium)
+
+    def all(self) -> list[User]:
+        with self.db.reader() as s:
+            return list(s.scalars(select(User).order_by(User.id)))
+
+    def require(self, token: str | None, *, status: int = 401) -> User:
+        with self.db.reader() as s:
+            return require_user(s, token, status=status)
+
+    def set_flag(self, token: str | None, flag: str, value: bool) -> None:
+        with self.db.session() as s:
+            set_flag(s, require_user(s, token, status=400), flag, value)
+
+    def set_credit_alert(self, token: str | None, threshold: int) -> None:
+        with self.db.session() as s:
+            require_user(s, token, status=400).credit_alert_threshold = threshold

@@ -11,13 +11,17 @@ option keys this server can run; the catalog only answers questions about it.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import functools
 import importlib.resources
 import json
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field as dataclass_field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
+
+from openmvsep.algorithms.choice import Choice, Chosen
 
 SCOPES = ("single_upload", "no_upload", "matchering_upload")
 DEFAULT_SCOPE = "single_upload"
@@ -40,8 +44,9 @@ class _ExtraOption:
 
 
 _EXTRA_OPTIONS = (
-    _ExtraOption(55, "add_opt1", DSP_CENTRE_KEY, "Phantom Centre (DSP, no download)",
-                 {"center": "Center", "wide": "Wide"}),
+    _ExtraOption(
+        55, "add_opt1", DSP_CENTRE_KEY, "Phantom Centre (DSP, no download)", {"center": "Center", "wide": "Wide"}
+    ),
 )
 
 
@@ -131,7 +136,7 @@ class Algorithm:
     raw: dict  # the MVSep element as served (without the additive keys); do not mutate
 
     @classmethod
-    def from_element(cls, element: dict) -> "Algorithm":
+    def from_element(cls, element: dict) -> Algorithm:
         """Build from one MVSep `app/algorithms` element (kept as `raw`, not copied)."""
         names_by_id = {f["id"]: f["name"] for f in element["algorithm_fields"]}
         return cls(
@@ -159,8 +164,7 @@ class Algorithm:
 
     def output_labels(self, chosen: Mapping[str, str]) -> dict[str, str]:
         """Stem key -> label for the chosen options ({server_key: key})."""
-        by_name = self._effective_by_name(
-            {f.name: chosen[f.server_key] for f in self.fields if f.server_key in chosen})
+        by_name = self._effective_by_name({f.name: chosen[f.server_key] for f in self.fields if f.server_key in chosen})
         for extra in _EXTRA_OPTIONS:
             if extra.sep_type == self.render_id and by_name.get(extra.field_name) == extra.key:
                 return dict(extra.outputs)
@@ -213,7 +217,8 @@ class Algorithm:
 
 
 def php_pretty_json(options: Mapping[str, str]) -> str:
-    """Encode an options map the way the MVSep dump stores it (PHP JSON_PRETTY_PRINT: 4 spaces, \\u escapes, escaped slashes)."""
+    """Encode an options map the way the MVSep dump stores it (PHP JSON_PRETTY_PRINT: 4 spaces, \\u escapes,
+    escaped slashes)."""
     if not options:
         return "{}"
     # "/" only occurs inside JSON strings, so escaping it on the encoded text is safe.
@@ -248,13 +253,22 @@ def _parse_field(element: Mapping[str, Any], names_by_id: Mapping[int, str]) -> 
         options={str(k): str(v) for k, v in json.loads(element.get("options") or "{}").items()},
         required=bool(element.get("required", 1)),
         field_id=element["id"],
-        price_multipliers={str(r["option_key"]): float(r["value"]) for r in element.get("price_rules") or []
-                           if r.get("mode") == "multiplier"},
+        price_multipliers={
+            str(r["option_key"]): float(r["value"])
+            for r in element.get("price_rules") or []
+            if r.get("mode") == "multiplier"
+        },
         output_overrides={str(k): v for k, v in overrides.items()},
         conditions=tuple(
-            Condition(depends_on=names_by_id[c["depends_on_field_id"]], operator=c.get("operator", "in"),
-                      values=frozenset(str(v) for v in c.get("value_json") or []), action=c.get("action", "show"))
-            for c in element.get("conditions") or [] if c.get("depends_on_field_id") in names_by_id),
+            Condition(
+                depends_on=names_by_id[c["depends_on_field_id"]],
+                operator=c.get("operator", "in"),
+                values=frozenset(str(v) for v in c.get("value_json") or []),
+                action=c.get("action", "show"),
+            )
+            for c in element.get("conditions") or []
+            if c.get("depends_on_field_id") in names_by_id
+        ),
     )
 
 
@@ -296,12 +310,13 @@ class Catalog:
         if algorithms is None:
             algorithms = _load_algorithms()
         self._algorithms: dict[int, Algorithm] = {a.render_id: a for a in algorithms}
-        self._allowed = {int(sep_type): self._runnable_keys(int(sep_type), spec or {})
-                         for sep_type, spec in runnable.items()}
+        self._allowed = {
+            int(sep_type): self._runnable_keys(int(sep_type), spec or {}) for sep_type, spec in runnable.items()
+        }
         self._list_cache: dict[frozenset[str], tuple[list[dict], bytes]] = {}
 
     @classmethod
-    def load(cls, runnable: RunnableSpec) -> "Catalog":
+    def load(cls, runnable: RunnableSpec) -> Catalog:
         return cls(runnable, _load_algorithms())
 
     def _runnable_keys(self, sep_type: int, spec: Mapping[str, Collection[str]]) -> dict[str, tuple[str, ...]]:
@@ -313,13 +328,16 @@ class Catalog:
         for field_name, keys in spec.items():
             f = algorithm.field(field_name)
             if f is None or f.is_text:
-                raise ValueError(f"runnable[{sep_type}] names {field_name!r}, which is not a select field of "
-                                 f"{algorithm.name}")
+                raise ValueError(
+                    f"runnable[{sep_type}] names {field_name!r}, which is not a select field of {algorithm.name}"
+                )
             wanted = {str(k) for k in keys}
             unknown = wanted.difference(f.options)
             if unknown:
-                raise ValueError(f"runnable[{sep_type}][{field_name!r}] names unknown option keys "
-                                 f"{sorted(unknown)}; valid: {', '.join(f.options)}")
+                raise ValueError(
+                    f"runnable[{sep_type}][{field_name!r}] names unknown option keys "
+                    f"{sorted(unknown)}; valid: {', '.join(f.options)}"
+                )
             allowed[field_name] = tuple(k for k in f.options if k in wanted)
         for f in algorithm.fields:
             if not f.is_text and f.name not in allowed:
@@ -355,7 +373,8 @@ class Catalog:
         """`list(scopes)` serialised once (UTF-8 JSON), for the hot `app/algorithms` endpoint."""
         return self._listing(scopes)[1]
 
-    def _listing(self, scopes: Iterable[str] | str | None) -> tuple[list[dict], bytes]:
+    # builtins.list: inside this class, `list` names the method above
+    def _listing(self, scopes: Iterable[str] | str | None) -> tuple[builtins.list[dict], bytes]:
         key = normalise_scopes(scopes)
         cached = self._list_cache.get(key)
         if cached is None:
@@ -381,8 +400,8 @@ class Catalog:
         allowed = self._allowed[sep_type].get(f.name, ())
         return fallback if fallback in allowed or not allowed else allowed[0]
 
-    def resolve(self, sep_type: int, form: Mapping[str, Any]) -> dict[str, str]:
-        """Form fields add_opt1..4 -> {server_key: option key or free text} for every field of the algorithm.
+    def resolve(self, sep_type: int, form: Mapping[str, Any]) -> Choice:
+        """Form fields add_opt1..4 -> the choice of every field of the algorithm (option key or free text).
 
         Lenient as MVSep clients need (CONTRACT §1.3): fields the algorithm lacks are ignored, empty values take the
         default, and fields hidden by a condition take their default whatever was sent.
@@ -397,45 +416,74 @@ class Catalog:
                 values[f.name] = text or f.fallback_key
                 if len(text) > MAX_TEXT_CHARS:
                     errors[f.name] = OptionError(
-                        f"{f.name} ({f.server_key}) is too long: {len(text)} characters, at most {MAX_TEXT_CHARS}.")
+                        f"{f.name} ({f.server_key}) is too long: {len(text)} characters, at most {MAX_TEXT_CHARS}."
+                    )
                 elif f.required and not values[f.name]:
-                    errors[f.name] = OptionError(f"{f.name} ({f.server_key}: {f.text}) is required for "
-                                                 f"{algorithm.name}.")
+                    errors[f.name] = OptionError(
+                        f"{f.name} ({f.server_key}: {f.text}) is required for {algorithm.name}."
+                    )
             elif not text:
                 values[f.name] = self.default_key(sep_type, f)
             elif text in f.options:
                 values[f.name] = text
             else:
                 values[f.name] = self.default_key(sep_type, f)
-                errors[f.name] = OptionError(f"Invalid value {text!r} for {f.name} ({f.server_key}). "
-                                             f"Valid keys: {', '.join(f.options)}")
+                errors[f.name] = OptionError(
+                    f"Invalid value {text!r} for {f.name} ({f.server_key}). Valid keys: {', '.join(f.options)}"
+                )
         for name in algorithm.hidden_fields(values):
-            values[name] = self.default_key(sep_type, algorithm.field(name))  # type: ignore[arg-type]
+            hidden = algorithm.field(name)
+            assert hidden is not None  # hidden_fields names fields of this algorithm
+            values[name] = self.default_key(sep_type, hidden)
             errors.pop(name, None)
         if errors:
             raise next(iter(errors.values()))
-        return {f.server_key: values[f.name] for f in algorithm.fields}
+        return self._choice(algorithm, values)
 
-    def unavailable_reason(self, sep_type: int, chosen: Mapping[str, str]) -> str | None:
-        """None when this server can run (sep_type, chosen {server_key: key}); otherwise a sentence for the user."""
+    def choice(self, sep_type: int, keys: Mapping[str, str]) -> Choice:
+        """The choice a job stored ({server_key: key}), with the catalog's labels."""
+        algorithm = self._require(sep_type)
+        return self._choice(
+            algorithm, {f.name: str(keys[f.server_key]) for f in algorithm.fields if f.server_key in keys}
+        )
+
+    @staticmethod
+    def _choice(algorithm: Algorithm, values_by_name: Mapping[str, str]) -> Choice:
+        return Choice(
+            algorithm.render_id,
+            tuple(
+                Chosen(f.name, f.server_key, values_by_name[f.name], f.options.get(values_by_name[f.name], ""))
+                for f in algorithm.fields
+                if f.name in values_by_name
+            ),
+        )
+
+    def unavailable_reason(self, choice: Choice) -> str | None:
+        """None when this server can run the choice; otherwise a sentence for the user."""
+        sep_type = choice.sep_type
         algorithm = self.get(sep_type)
         if algorithm is None:
             return f"Separation type {sep_type} does not exist."
         if not self.is_available(sep_type):
             return f"{algorithm.name} (sep_type {sep_type}) has no engine on this server yet."
         allowed = self._allowed[sep_type]
-        by_name = {f.name: str(chosen[f.server_key]) for f in algorithm.fields if f.server_key in chosen}
+        by_name = {f.name: str(choice[f.server_key]) for f in algorithm.fields if f.server_key in choice}
         hidden = algorithm.hidden_fields(by_name)
-        refused = [f for f in algorithm.fields
-                   if not f.is_text and f.name in by_name and f.name not in hidden
-                   and by_name[f.name] not in allowed[f.name]]
+        refused = [
+            f
+            for f in algorithm.fields
+            if not f.is_text and f.name in by_name and f.name not in hidden and by_name[f.name] not in allowed[f.name]
+        ]
         if not refused:
             return None
         what = ", ".join(f"{f.server_key}={by_name[f.name]}" for f in refused)
         runnable_here = "; ".join(
-            f"{f.server_key}=" + ", ".join(f"{k} ({f.options[k]})" for k in allowed[f.name]) for f in refused)
-        return (f"{algorithm.name} with {what} cannot run on this server: its model weights are not installed. "
-                f"Runnable here: {runnable_here}.")
+            f"{f.server_key}=" + ", ".join(f"{k} ({f.options[k]})" for k in allowed[f.name]) for f in refused
+        )
+        return (
+            f"{algorithm.name} with {what} cannot run on this server: its model weights are not installed. "
+            f"Runnable here: {runnable_here}."
+        )
 
     def _require(self, sep_type: int) -> Algorithm:
         algorithm = self.get(sep_type)

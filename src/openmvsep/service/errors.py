@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from openmvsep.errors import TransientError, UserError
 
-class ServiceError(Exception):
+__all__ = ["InvalidToken", "NotFound", "ServiceError", "TransientError", "UserError", "ValidationFailed"]
+
+
+class ServiceError(UserError):
     """A refusal with a human message; `status` is the HTTP code MVSep uses for it."""
 
     status = 400
 
     def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)
-        self.message = message
         if status is not None:
             self.status = status
 

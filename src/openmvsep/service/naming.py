@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from openmvsep.algorithms.choice import Choice
+
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -41,10 +43,10 @@ def algorithm_tag(algorithm_name: str) -> str:
     return "".join(w for w in words if w)[:24] or "sep"
 
 
-def options_tag(options: dict[str, str]) -> str:
-    """'mt_dsp' for {'model_type': 'dsp'}: initials of each server key, then its (slugged) value."""
+def options_tag(choice: Choice) -> str:
+    """'mt_dsp' for a choice of model_type dsp: initials of each server key, then its (slugged) value."""
     parts = []
-    for key, value in options.items():
+    for key, value in choice.items():
         initials = "".join(w[0] for w in key.split("_") if w)
         if len(value) <= 16:  # free-text fields (prompts) do not belong in a file name
             parts.append(f"{initials}_{slug(value, fallback='x', limit=16)}")
@@ -56,11 +58,18 @@ def stem_token(stem: str) -> str:
     return slug(stem, fallback="stem").replace("_", "-")
 
 
-def output_names(job_hash_value: str, input_filename: str, algorithm_name: str, options: dict[str, str],
-                 stem: str, extension: str, long_names: bool) -> tuple[str, str]:
+def output_names(
+    job_hash_value: str,
+    input_filename: str,
+    algorithm_name: str,
+    choice: Choice,
+    stem: str,
+    extension: str,
+    long_names: bool,
+) -> tuple[str, str]:
     """(storage file name, suggested download name) for one output stem."""
     tag = algorithm_tag(algorithm_name)
-    opts = options_tag(options)
+    opts = options_tag(choice)
     middle = "_".join(p for p in (tag, opts) if p)
     token = stem_token(stem)
     storage = f"{hash_stem(job_hash_value)}_{middle}_{token}.{extension}"

@@ -8,16 +8,17 @@ no row and no file.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from openmvsep.quality.datasets import Dataset, Song, load_dataset, write_mixtures_zip
-from openmvsep.quality.metrics import ALL_METRICS
+from openmvsep.quality.names import ALL_METRICS
 from openmvsep.quality.submission import Limits, SubmissionError, open_submission
 from openmvsep.quality.synth import synthesize_dataset
 from openmvsep.service import accounts
@@ -26,11 +27,20 @@ from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.files import Storage
 from openmvsep.store.models import QcDataset, QcEntry, QcScore
+from openmvsep.store.status import EntryStatus
 
-# `proc` of an entry (MVSep's legend is unpublished; ours is documented in the README).
-PROC = {"waiting": 0, "scoring": 1, "scored": 2, "measuring": 2, "done": 2, "failed": 3}
-ON_LEADERBOARD = ("scored", "measuring", "done")
-PENDING = ("waiting", "scoring", "scored", "measuring")
+# `proc` of an entry (MVSep's legend is unpublished; ours is documented in the README). Keyed by str: rows store
+# the status as a plain string, and an EntryStatus (a StrEnum) is one.
+PROC: dict[str, int] = {
+    EntryStatus.WAITING: 0,
+    EntryStatus.SCORING: 1,
+    EntryStatus.SCORED: 2,
+    EntryStatus.MEASURING: 2,
+    EntryStatus.DONE: 2,
+    EntryStatus.FAILED: 3,
+}
+ON_LEADERBOARD = (EntryStatus.SCORED, EntryStatus.MEASURING, EntryStatus.DONE)
+PENDING = (EntryStatus.WAITING, EntryStatus.SCORING, EntryStatus.SCORED, EntryStatus.MEASURING)
 RANKING_METRICS = (*ALL_METRICS, "framewise_sdr")
 
 
@@ -44,9 +54,16 @@ class EntryRequest:
 
 
 def dataset_of(row: QcDataset) -> Dataset:
-    return Dataset(root=Path(row.root), name=row.name, slug=row.slug, dataset_type=row.dataset_type,
-                   stems=tuple(row.stems), sample_rate=row.sample_rate,
-                   songs=tuple(Song(**s) for s in row.songs), description=row.description)
+    return Dataset(
+        root=Path(row.root),
+        name=row.name,
+        slug=row.slug,
+        dataset_type=row.dataset_type,
+        stems=tuple(row.stems),
+        sample_rate=row.sample_rate,
+        songs=tuple(Song(**s) for s in row.songs),
+        description=row.description,
+    )
 
 
 def submission_limits(settings: Settings) -> Limits:
@@ -64,8 +81,7 @@ def parse_int(name: str, value: str | None, default: int) -> int:
 
 
 class QualityService:
-    def __init__(self, db: Database, storage: Storage, settings: Settings,
-                 notify: Callable[[], None] = lambda: None):
+    def __init__(self, db: Database, storage: Storage, settings: Settings, notify: Callable[[], None] = lambda: None):
         self.db = db
         self.storage = storage
         self.settings = settings
@@ -74,6 +90,20 @@ class QualityService:
     def url(self, path: str) -> str:
         return f"{self.settings.effective_public_url}{path}"
 
+    @property
+    def limits(self) -> Limits:
+        """What a submission zip may hold."""
+        return submission_limits(self.settings)
+
+    def claimed_entry(self, entry_id: int) -> tuple[QcEntry, Dataset] | None:
+        """A claimed entry and its dataset, or None when either is gone or its zip was dropped."""
+        with self.db.reader() as s:
+            entry = s.get(QcEntry, entry_id)
+            dataset_row = s.get(QcDataset, entry.dataset_type) if entry else None
+        if entry is None or dataset_row is None or entry.zip_key is None:
+            return None
+        return entry, dataset_of(dataset_row)
+
     # ---------------------------------------------------------------- datasets
 
     def register_dataset(self, root: Path, *, replace: bool = False) -> QcDataset:
@@ -81,14 +111,18 @@ class QualityService:
         dataset = load_dataset(Path(root).resolve())
         with self.db.session() as s:
             existing = s.get(QcDataset, dataset.dataset_type)
-            clash = s.scalar(select(QcDataset).where(QcDataset.slug == dataset.slug,
-                                                     QcDataset.dataset_type != dataset.dataset_type))
+            clash = s.scalar(
+                select(QcDataset).where(QcDataset.slug == dataset.slug, QcDataset.dataset_type != dataset.dataset_type)
+            )
             if clash is not None:
-                raise ServiceError(f"Dataset slug '{dataset.slug}' is already used by dataset_type "
-                                   f"{clash.dataset_type}")
+                raise ServiceError(
+                    f"Dataset slug '{dataset.slug}' is already used by dataset_type {clash.dataset_type}"
+                )
             if existing is not None and not replace:
-                raise ServiceError(f"dataset_type {dataset.dataset_type} is already registered ({existing.name}); "
-                                   "use --replace to replace it")
+                raise ServiceError(
+                    f"dataset_type {dataset.dataset_type} is already registered ({existing.name}); "
+                    "use --replace to replace it"
+                )
             key = f"public/{dataset.slug}.zip"
             scratch = self.storage.scratch_dir()
             try:
@@ -109,18 +143,29 @@ class QualityService:
             return [self._dataset_payload(d) for d in s.scalars(select(QcDataset).order_by(QcDataset.dataset_type))]
 
     def _dataset_payload(self, d: QcDataset) -> dict:
-        return {"dataset_type": d.dataset_type, "name": d.name, "slug": d.slug, "description": d.description,
-                "stems": d.stems, "sortables": d.stems, "sample_rate": d.sample_rate, "tracks": len(d.songs),
-                "mixtures": self.url(f"/storage/{d.mixtures_key}")}
+        return {
+            "dataset_type": d.dataset_type,
+            "name": d.name,
+            "slug": d.slug,
+            "description": d.description,
+            "stems": d.stems,
+            "sortables": d.stems,
+            "sample_rate": d.sample_rate,
+            "tracks": len(d.songs),
+            "mixtures": self.url(f"/storage/{d.mixtures_key}"),
+        }
 
     def _dataset(self, s: Session, value: str | None) -> QcDataset:
         dataset_type = parse_int("dataset_type", value, 0)
         row = s.get(QcDataset, dataset_type)
         if row is None:
-            known = ", ".join(str(t) for t in s.scalars(select(QcDataset.dataset_type)
-                                                        .order_by(QcDataset.dataset_type)))
-            raise ServiceError(f"Unknown dataset_type {dataset_type}" + (f"; known: {known}" if known else
-                                                                         "; no dataset is registered on this server"))
+            known = ", ".join(
+                str(t) for t in s.scalars(select(QcDataset.dataset_type).order_by(QcDataset.dataset_type))
+            )
+            raise ServiceError(
+                f"Unknown dataset_type {dataset_type}"
+                + (f"; known: {known}" if known else "; no dataset is registered on this server")
+            )
         return row
 
     # ---------------------------------------------------------------- add / delete
@@ -143,10 +188,19 @@ class QualityService:
             raise ServiceError(str(e)) from None
         now = utcnow()
         with self.db.session() as s:
-            entry = QcEntry(dataset_type=dataset.dataset_type, user_id=user.id, algo_name=algo_name,
-                            main_text=req.main_text.strip(), ensemble=req.ensemble,
-                            password_hash=accounts.hash_password(req.password) if req.password else None,
-                            stems=list(submission.stems), status="waiting", msg="", created_at=now, updated_at=now)
+            entry = QcEntry(
+                dataset_type=dataset.dataset_type,
+                user_id=user.id,
+                algo_name=algo_name,
+                main_text=req.main_text.strip(),
+                ensemble=req.ensemble,
+                password_hash=accounts.hash_password(req.password) if req.password else None,
+                stems=list(submission.stems),
+                status=EntryStatus.WAITING,
+                msg="",
+                created_at=now,
+                updated_at=now,
+            )
             s.add(entry)
             s.flush()
             entry.zip_key = f"qc/{entry.id}.zip"
@@ -184,13 +238,21 @@ class QualityService:
     def queue(self, start: str | None, limit: str | None) -> list[dict]:
         first, count = self._page(start, limit, self.settings.qc_queue_page_limit)
         with self.db.reader() as s:
-            rows = s.scalars(select(QcEntry).where(QcEntry.status.in_(PENDING)).order_by(QcEntry.id)
-                             .offset(first).limit(count)).all()
+            rows = s.scalars(
+                select(QcEntry).where(QcEntry.status.in_(PENDING)).order_by(QcEntry.id).offset(first).limit(count)
+            ).all()
             names = self._datasets_by_type(s)
             return [self._entry_payload(e, names.get(e.dataset_type)) for e in rows]
 
-    def leaderboard(self, dataset_type: str | None, start: str | None, limit: str | None,
-                    algo_name_filter: str | None, sort: str | None, ranking_metric: str | None) -> dict:
+    def leaderboard(
+        self,
+        dataset_type: str | None,
+        start: str | None,
+        limit: str | None,
+        algo_name_filter: str | None,
+        sort: str | None,
+        ranking_metric: str | None,
+    ) -> dict:
         first, count = self._page(start, limit, self.settings.qc_leaderboard_page_limit)
         metric = (ranking_metric or "sdr").strip().lower() or "sdr"
         if metric not in RANKING_METRICS:
@@ -200,21 +262,33 @@ class QualityService:
             key = (sort or "").strip().lower() or dataset.stems[0]
             if key not in dataset.stems:
                 raise ServiceError(f"Unknown sort key '{key}'; use one of: {', '.join(dataset.stems)}")
-            score = select(QcScore.entry_id, QcScore.value).where(QcScore.stem == key, QcScore.metric == metric) \
-                .subquery()
-            query = select(QcEntry).outerjoin(score, score.c.entry_id == QcEntry.id).where(
-                QcEntry.dataset_type == dataset.dataset_type, QcEntry.status.in_(ON_LEADERBOARD))
+            score = (
+                select(QcScore.entry_id, QcScore.value).where(QcScore.stem == key, QcScore.metric == metric).subquery()
+            )
+            query = (
+                select(QcEntry)
+                .outerjoin(score, score.c.entry_id == QcEntry.id)
+                .where(QcEntry.dataset_type == dataset.dataset_type, QcEntry.status.in_(ON_LEADERBOARD))
+            )
             name_filter = (algo_name_filter or "").strip()
             if name_filter:
                 escaped = name_filter.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 query = query.where(func.lower(QcEntry.algo_name).like(f"%{escaped}%", escape="\\"))
-            rows = s.scalars(query.order_by(score.c.value.desc().nulls_last(), QcEntry.id)
-                             .offset(first).limit(count)).all()
+            rows = s.scalars(
+                query.order_by(score.c.value.desc().nulls_last(), QcEntry.id).offset(first).limit(count)
+            ).all()
             data = [self._entry_payload(e, dataset) for e in rows]
             for rank, row in enumerate(data, start=first + 1):
                 row["rank"] = rank
-            return {"success": True, "data": data, "dataset_type": dataset.dataset_type,
-                    "dataset_name": dataset.name, "sortables": dataset.stems, "sort": key, "ranking_metrics": metric}
+            return {
+                "success": True,
+                "data": data,
+                "dataset_type": dataset.dataset_type,
+                "dataset_name": dataset.name,
+                "sortables": dataset.stems,
+                "sort": key,
+                "ranking_metrics": metric,
+            }
 
     def _page(self, start: str | None, limit: str | None, most: int) -> tuple[int, int]:
         first = parse_int("start", start, 0)
@@ -231,7 +305,7 @@ class QualityService:
 
     def _entry_payload(self, e: QcEntry, dataset: QcDataset | None) -> dict:
         means = e.metrics or {}
-        payload = {
+        payload: dict[str, Any] = {
             "id": e.id,
             "dataset_type": e.dataset_type,
             "date": accounts.fmt_datetime(e.created_at),
@@ -244,7 +318,7 @@ class QualityService:
             "status": e.status,
             "metrics": means,
         }
-        for stem in (dataset.stems if dataset else e.stems):
+        for stem in dataset.stems if dataset else e.stems:
             payload[f"sdr_{stem}"] = means.get(stem, {}).get("sdr")
         payload["dataset_name"] = dataset.name if dataset else None
         payload["warnings"] = e.warnings or []
@@ -264,8 +338,9 @@ def ensure_default_dataset(service: QualityService) -> None:
     if not (root / "dataset.yaml").is_file():
         building = root.with_name(".synthetic.building")
         shutil.rmtree(building, ignore_errors=True)
-        synthesize_dataset(building, tracks=settings.qc_default_dataset_tracks,
-                           seconds=settings.qc_default_dataset_seconds)
+        synthesize_dataset(
+            building, tracks=settings.qc_default_dataset_tracks, seconds=settings.qc_default_dataset_seconds
+        )
         shutil.rmtree(root, ignore_errors=True)
         building.rename(root)
     try:

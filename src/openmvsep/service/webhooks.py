@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from openmvsep.service.remote import RemoteFetchError, post_json
+from openmvsep.net import AddressRefused, RemoteFetchError, post_json
 from openmvsep.settings import Settings
 
 log = logging.getLogger("openmvsep.webhooks")
@@ -23,9 +23,10 @@ def send_webhook(url: str, payload: dict, settings: Settings) -> bool:
             if status < 300:
                 return True
             log.warning("webhook %s answered %s", url, status)
+        except AddressRefused as e:  # the same address would be refused on every try
+            log.warning("webhook %s failed: %s", url, e)
+            return False
         except RemoteFetchError as e:
             log.warning("webhook %s failed: %s", url, e)
-            if "private or reserved" in str(e):
-                return False
         time.sleep(0.5 * 2**attempt)
     return False

@@ -15,9 +15,10 @@ import os
 import shutil
 import socket
 import tempfile
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
-from typing import ContextManager, Iterator, Protocol
+from typing import Protocol
 
 
 class StorageKeyError(ValueError):
@@ -39,7 +40,7 @@ class Storage(Protocol):
     def put_file(self, key: str, source: Path, *, move: bool = True) -> int:
         """Store a local file under `key` (moved, or copied when `move` is False); returns its size."""
 
-    def local_file(self, key: str) -> ContextManager[Path]:
+    def local_file(self, key: str) -> AbstractContextManager[Path]:
         """The stored file as a local path for the duration of the block (raises StoredFileMissing)."""
 
     def exists(self, key: str) -> bool: ...
@@ -88,7 +89,7 @@ class Scratch:
         mine = f"{socket.gethostname()}-"
         removed = 0
         for entry in self.root.iterdir():
-            pid = entry.name[len(mine):].split("-", 1)[0] if entry.name.startswith(mine) else ""
+            pid = entry.name[len(mine) :].split("-", 1)[0] if entry.name.startswith(mine) else ""
             if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += 1

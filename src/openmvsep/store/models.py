@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -10,6 +11,22 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+class Leased:
+    """Columns of work a worker claims: who holds it, until when, and how often it was tried.
+
+    A claim sets `worker` and `lease_until`; heartbeats push `lease_until` on; a lease that runs out hands the
+    work back (service/lifecycle.py), counting the attempt.
+    """
+
+    if TYPE_CHECKING:  # every leased table declares these itself (column sizes and indexes differ)
+        id: Mapped[int]
+        status: Mapped[str]
+
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class User(Base):
@@ -20,7 +37,9 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(255), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     api_token: Mapped[str] = mapped_column(String(64), unique=True)
-    credits: Mapped[int] = mapped_column(Integer, default=0)  # MVSep's premium_minutes; the ledger explains every change
+    credits: Mapped[int] = mapped_column(
+        Integer, default=0
+    )  # MVSep's premium_minutes; the ledger explains every change
     premium_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     long_filenames_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -58,7 +77,7 @@ class Job(Base):
     long_filenames: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), index=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    inputs: Mapped[dict] = mapped_column(JSON)  # role -> {key, name, size, duration, sample_rate, channels, tags}
+    inputs: Mapped[dict] = mapped_column(JSON)  # role -> {key, name, size, duration, sample_rate, channels, media}
     duration: Mapped[float] = mapped_column(Float)
     credits_charged: Mapped[int] = mapped_column(Integer, default=0)
     all_chunks: Mapped[int] = mapped_column(Integer, default=1)
@@ -79,7 +98,7 @@ class Job(Base):
         return [i["key"] for i in self.inputs.values()] + [f["key"] for f in (self.files or [])]
 
 
-class WorkItem(Base):
+class WorkItem(Leased, Base):
     """A unit a worker claims: a whole job, one chunk of a long job, or the merge of its chunks."""
 
     __tablename__ = "work_items"
@@ -92,15 +111,12 @@ class WorkItem(Base):
     end_frame: Mapped[int] = mapped_column(Integer, default=0)
     plan: Mapped[int] = mapped_column(Integer)  # copied from the job so the claim query needs no join
     status: Mapped[str] = mapped_column(String(12))  # waiting | running | done | failed
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_work_claim", "status", "plan", "job_id", "index"),)
 
 
-class RemoteJob(Base):
+class RemoteJob(Leased, Base):
     """A URL input: downloaded first, then it becomes a real job (MVSep's get-remote stage)."""
 
     __tablename__ = "remote_jobs"
@@ -115,9 +131,6 @@ class RemoteJob(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)  # waiting | processing | done | failed
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     job_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -151,7 +164,7 @@ class QcDataset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-class QcEntry(Base):
+class QcEntry(Leased, Base):
     """One submission to a leaderboard. Scored in two claims: SDR first (fast), the secondary metrics after."""
 
     __tablename__ = "qc_entries"
@@ -171,9 +184,6 @@ class QcEntry(Base):
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # stem -> metric -> mean over tracks
     tracks: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # song -> stem -> metric -> value
     warnings: Mapped[list | None] = mapped_column(JSON, nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     scored_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import mimetypes
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 from urllib.parse import quote
 
 import boto3
@@ -53,8 +53,15 @@ class S3Storage:
     page_size = 1000  # keys per list request; S3 returns at most 1000
     stale_upload_seconds = 3600.0  # an incomplete multipart upload older than this was left by a dead process
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint: str | None = None,
-                 region: str | None = "us-east-1", scratch_root: Path):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint: str | None = None,
+        region: str | None = "us-east-1",
+        scratch_root: Path,
+    ):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if self.prefix:
@@ -63,12 +70,18 @@ class S3Storage:
         self.scratch = Scratch(scratch_root)
         # Path-style addressing (`endpoint/bucket/key`) is what self-hosted stores serve without wildcard DNS;
         # on AWS itself boto3 picks the virtual-hosted style it prefers.
-        config = Config(signature_version="s3v4", s3={"addressing_style": "path" if endpoint else "auto"},
-                        retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=120,
-                        max_pool_connections=16)
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if endpoint else "auto"},
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=120,
+            max_pool_connections=16,
+        )
         # A session per storage: the default session is shared module state and not thread-safe to create.
-        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint or None, region_name=self.region,
-                                                     config=config)
+        self.client = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint or None, region_name=self.region, config=config
+        )
 
     def _object(self, key: str) -> str:
         check_key(key)
@@ -78,11 +91,14 @@ class S3Storage:
         return self._object(prefix) + "/"
 
     def _key(self, object_name: str) -> str:
-        return object_name[len(self.prefix) + 1:] if self.prefix else object_name
+        return object_name[len(self.prefix) + 1 :] if self.prefix else object_name
 
     def _transfer(self) -> TransferConfig:
-        return TransferConfig(multipart_threshold=self.multipart_threshold,
-                              multipart_chunksize=self.multipart_chunksize, max_concurrency=4)
+        return TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=self.multipart_chunksize,
+            max_concurrency=4,
+        )
 
     def ensure_bucket(self) -> bool:
         """Create the bucket if it does not exist; True when it was created."""
@@ -170,7 +186,8 @@ class S3Storage:
 
     def _names_under(self, folder: str) -> Iterator[dict]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=folder, PaginationConfig={"PageSize": self.page_size})
+            Bucket=self.bucket, Prefix=folder, PaginationConfig={"PageSize": self.page_size}
+        )
         for page in pages:
             yield page.get("Contents", [])
 
@@ -180,12 +197,15 @@ class S3Storage:
             if not contents:
                 continue
             result = self.client.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": [{"Key": c["Key"]} for c in contents], "Quiet": True})
+                Bucket=self.bucket, Delete={"Objects": [{"Key": c["Key"]} for c in contents], "Quiet": True}
+            )
             errors = [e for e in result.get("Errors", []) if e.get("Code") not in MISSING_CODES]
             if errors:
                 first = errors[0]
-                raise OSError(f"S3 refused to delete {len(errors)} objects under {prefix!r}, e.g. "
-                              f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
+                raise OSError(
+                    f"S3 refused to delete {len(errors)} objects under {prefix!r}, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
 
     def list(self, prefix: str) -> Iterator[tuple[str, float]]:
         for contents in self._names_under(self._folder(prefix)):
@@ -193,14 +213,18 @@ class S3Storage:
                 yield self._key(c["Key"]), c["LastModified"].timestamp()
 
     def presigned_url(self, key: str, filename: str, seconds: int) -> str | None:
-        params = {"Bucket": self.bucket, "Key": self._object(key),
-                  "ResponseContentDisposition": attachment_disposition(filename)}
+        params = {
+            "Bucket": self.bucket,
+            "Key": self._object(key),
+            "ResponseContentDisposition": attachment_disposition(filename),
+        }
         content_type, _ = mimetypes.guess_type(filename)
         if content_type:
             params["ResponseContentType"] = content_type
         # SigV4 signatures live at most a week; a longer request would give a URL S3 refuses outright.
-        return self.client.generate_presigned_url("get_object", Params=params,
-                                                  ExpiresIn=min(int(seconds), MAX_PRESIGNED_SECONDS))
+        return self.client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=min(int(seconds), MAX_PRESIGNED_SECONDS)
+        )
 
     def scratch_dir(self) -> Path:
         return self.scratch.new()
@@ -220,8 +244,9 @@ class S3Storage:
                 if upload["Initiated"] > cutoff:
                     continue
                 try:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
                 except ClientError as e:
                     if error_code(e) != "NoSuchUpload":  # completed or aborted by another process meanwhile
                         raise
@@ -230,7 +255,7 @@ class S3Storage:
         return aborted
 
 
-def _blocks(body) -> Iterator[bytes]:  # noqa: ANN001 - botocore's StreamingBody
+def _blocks(body) -> Iterator[bytes]:
     try:
         yield from body.iter_chunks(READ_BLOCK)
     finally:

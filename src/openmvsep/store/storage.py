@@ -11,6 +11,11 @@ def make_storage(settings: Settings) -> Storage:
         from openmvsep.store.s3 import S3Storage
 
         bucket, _, prefix = settings.storage_url.removeprefix("s3://").partition("/")
-        return S3Storage(bucket, prefix, endpoint=settings.s3_endpoint or None, region=settings.s3_region,
-                         scratch_root=settings.scratch_root)
+        return S3Storage(
+            bucket,
+            prefix,
+            endpoint=settings.s3_endpoint or None,
+            region=settings.s3_region,
+            scratch_root=settings.scratch_root,
+        )
     return LocalStorage(settings.storage_dir, settings.scratch_root)

@@ -52,16 +52,19 @@ __all__ = [
     "save_demucs_safetensors",
 ]
 
+# A model of one of the classes below (what demucs' BagOfModels takes).
+DemucsModel = Demucs | HDemucs | HTDemucs
+
 # The only classes a package may name. A safetensors file is untrusted input, and its metadata names the class to
 # build: resolving arbitrary dotted paths (as demucs.hf does) would let a file import any module.
-DEMUCS_CLASSES: dict[str, type[nn.Module]] = {
+DEMUCS_CLASSES: dict[str, type[DemucsModel]] = {
     "demucs.htdemucs.HTDemucs": HTDemucs,
     "demucs.hdemucs.HDemucs": HDemucs,
     "demucs.demucs.Demucs": Demucs,
 }
 
 # MSST's `config.model` value -> class (the same three names MSST's demucs4ht.get_model accepts).
-_MSST_FAMILIES: dict[str, type[nn.Module]] = {"htdemucs": HTDemucs, "hdemucs": HDemucs, "demucs": Demucs}
+_MSST_FAMILIES: dict[str, type[DemucsModel]] = {"htdemucs": HTDemucs, "hdemucs": HDemucs, "demucs": Demucs}
 
 
 class DemucsLoadError(ValueError):
@@ -76,7 +79,7 @@ class UntrustedCheckpointError(DemucsLoadError):
 # MSST configs
 
 
-def from_config(config: Config) -> nn.Module:
+def from_config(config: Config) -> DemucsModel:
     """The model MSST builds for an htdemucs config (`model: htdemucs`), as a `demucs.htdemucs.HTDemucs`.
 
     Arguments are MSST's: sources/audio_channels/samplerate/segment from `training.instruments/channels/
@@ -173,7 +176,7 @@ def _known_arguments(klass: type, kwargs: dict[str, Any]) -> dict[str, Any]:
 # demucs packages
 
 
-def load_demucs_package(source: str | Path | bytes | Mapping[str, Any], *, trusted: bool) -> nn.Module:
+def load_demucs_package(source: str | Path | bytes | Mapping[str, Any], *, trusted: bool) -> DemucsModel:
     """A demucs model from an official `.th` package, a demucs 4.1.0 safetensors file, or an unpickled package dict.
 
     `source` is a path, the file's bytes, or a dict {klass, args, kwargs, state} that the caller already loaded.
@@ -194,14 +197,14 @@ def load_demucs_package(source: str | Path | bytes | Mapping[str, Any], *, trust
         )
     try:
         package = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)  # noqa: S614 - trusted only
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the caller
+    except Exception as e:
         raise DemucsLoadError(f"{name} is not a readable torch file: {e!r}") from None
     if not isinstance(package, Mapping):
         raise DemucsLoadError(f"{name} holds a {type(package).__name__}, not a demucs package dict")
     return model_from_package(package, name=name)
 
 
-def model_from_package(package: Mapping[str, Any], *, name: str = "package") -> nn.Module:
+def model_from_package(package: Mapping[str, Any], *, name: str = "package") -> DemucsModel:
     """Build and fill the model a {klass, args, kwargs, state} package describes (klass: class or dotted path)."""
     missing = [key for key in ("klass", "args", "kwargs", "state") if key not in package]
     if missing:
@@ -227,7 +230,7 @@ def model_from_package(package: Mapping[str, Any], *, name: str = "package") -> 
     return model.eval()
 
 
-def _allowed_class(klass: Any, name: str) -> type[nn.Module]:
+def _allowed_class(klass: Any, name: str) -> type[DemucsModel]:
     if isinstance(klass, str):
         if klass not in DEMUCS_CLASSES:
             raise DemucsLoadError(f"{name} names class {klass!r}; allowed: {sorted(DEMUCS_CLASSES)}")
@@ -245,13 +248,13 @@ def _looks_like_safetensors(data: bytes) -> bool:
     return 2 <= header_len <= len(data) - 8 and data[8:9] == b"{"
 
 
-def _load_safetensors(data: bytes, name: str) -> nn.Module:
+def _load_safetensors(data: bytes, name: str) -> DemucsModel:
     from safetensors.torch import load as load_tensors  # local: only this path needs it
 
     try:
         tensors = load_tensors(data)
         metadata = _safetensors_metadata(data)
-    except Exception as e:  # noqa: BLE001 - a corrupt file, whatever the parser says
+    except Exception as e:
         raise DemucsLoadError(f"{name} is not a readable safetensors file: {e!r}") from None
     for key in ("klass", "args", "kwargs"):
         if key not in metadata:
@@ -265,9 +268,7 @@ def _load_safetensors(data: bytes, name: str) -> nn.Module:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise DemucsLoadError(f"{name}: metadata args must be a JSON list and kwargs a JSON object")
     state = tensors if structure is None else _unflatten(structure, tensors, name)
-    return model_from_package(
-        {"klass": metadata["klass"], "args": args, "kwargs": kwargs, "state": state}, name=name
-    )
+    return model_from_package({"klass": metadata["klass"], "args": args, "kwargs": kwargs, "state": state}, name=name)
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:
@@ -355,9 +356,7 @@ def save_demucs_safetensors(model: nn.Module, path: str | Path, *, half: bool = 
 # bags
 
 
-def load_bag(
-    bag: str | Path | Mapping[str, Any], resolve: Callable[[str], nn.Module]
-) -> BagOfModels:
+def load_bag(bag: str | Path | Mapping[str, Any], resolve: Callable[[str], DemucsModel]) -> BagOfModels:
     """A `demucs.apply.BagOfModels` from a bag YAML path or its parsed mapping.
 
     `resolve(signature)` returns the loaded model for each entry of `models:` (e.g. via `load_demucs_package` on

@@ -22,8 +22,8 @@ Output: (batch, stems, channels, samples') even for one stem, with samples' = sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -97,8 +97,16 @@ class TfcTdfStack(nn.Module):
     plus the shortcut.
     """
 
-    def __init__(self, in_channels: int, channels: int, layers: int, bins: int, bottleneck: int,
-                 norm: NormFactory, act: nn.Module) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        layers: int,
+        bins: int,
+        bottleneck: int,
+        norm: NormFactory,
+        act: nn.Module,
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
         for _ in range(layers):
@@ -106,8 +114,12 @@ class TfcTdfStack(nn.Module):
             # Sequential indices (norm 0, act 1, layer 2, ...) are part of the checkpoint keys.
             block.tfc1 = nn.Sequential(norm(in_channels), act, nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False))
             block.tdf = nn.Sequential(
-                norm(channels), act, nn.Linear(bins, bins // bottleneck, bias=False),
-                norm(channels), act, nn.Linear(bins // bottleneck, bins, bias=False),
+                norm(channels),
+                act,
+                nn.Linear(bins, bins // bottleneck, bias=False),
+                norm(channels),
+                act,
+                nn.Linear(bins // bottleneck, bins, bias=False),
             )
             block.tfc2 = nn.Sequential(norm(channels), act, nn.Conv2d(channels, channels, 3, 1, 1, bias=False))
             block.shortcut = nn.Conv2d(in_channels, channels, 1, 1, 0, bias=False)
@@ -115,7 +127,7 @@ class TfcTdfStack(nn.Module):
             in_channels = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
+        for block in cast("Iterable[_TfcTdfBlock]", self.blocks):
             shortcut = block.shortcut(x)
             x = block.tfc1(x)
             x = x + block.tdf(x)
@@ -124,15 +136,26 @@ class TfcTdfStack(nn.Module):
         return x
 
 
+class _TfcTdfBlock(Protocol):
+    """A block of `TfcTdfStack`: a bare nn.Module whose submodules were set as attributes (checkpoint keys)."""
+
+    tfc1: nn.Sequential
+    tdf: nn.Sequential
+    tfc2: nn.Sequential
+    shortcut: nn.Conv2d
+
+
 class Resample(nn.Module):
     """Norm, act, then a strided (transposed) convolution that changes (frames, bins) by `scale`."""
 
-    def __init__(self, in_channels: int, out_channels: int, scale: tuple[int, int], norm: NormFactory,
-                 act: nn.Module, up: bool) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, scale: tuple[int, int], norm: NormFactory, act: nn.Module, up: bool
+    ) -> None:
         super().__init__()
         conv_type = nn.ConvTranspose2d if up else nn.Conv2d
         self.conv = nn.Sequential(
-            norm(in_channels), act,
+            norm(in_channels),
+            act,
             conv_type(in_channels, out_channels, kernel_size=scale, stride=scale, bias=False),
         )
 
@@ -142,6 +165,8 @@ class Resample(nn.Module):
 
 class Spectrogram(nn.Module):
     """The reference's STFT pair. Transforms run in fp32 (torch's FFTs do not take bf16 on CPU)."""
+
+    window: torch.Tensor
 
     def __init__(self, n_fft: int, hop_length: int, dim_f: int) -> None:
         super().__init__()
@@ -154,8 +179,14 @@ class Spectrogram(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) -> (batch, channels * 2, dim_f, frames), features = (channel, re/im)."""
         batch, channels, samples = audio.shape
-        spec = torch.stft(audio.reshape(batch * channels, samples).float(), n_fft=self.n_fft,
-                          hop_length=self.hop_length, window=self.window.float(), center=True, return_complex=True)
+        spec = torch.stft(
+            audio.reshape(batch * channels, samples).float(),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            window=self.window.float(),
+            center=True,
+            return_complex=True,
+        )
         spec = torch.view_as_real(spec[:, : self.dim_f])  # (batch*channels, dim_f, frames, 2)
         return spec.permute(0, 3, 1, 2).reshape(batch, channels * 2, self.dim_f, -1)
 
@@ -165,17 +196,45 @@ class Spectrogram(nn.Module):
         spec = F.pad(spec.float(), (0, 0, 0, self.n_fft // 2 + 1 - bins))
         spec = spec.reshape(-1, 2, self.n_fft // 2 + 1, frames)
         spec = torch.complex(spec[:, 0], spec[:, 1])
-        audio = torch.istft(spec, n_fft=self.n_fft, hop_length=self.hop_length, window=self.window.float(),
-                            center=True)
+        audio = torch.istft(spec, n_fft=self.n_fft, hop_length=self.hop_length, window=self.window.float(), center=True)
         return audio.reshape(*lead, features // 2, audio.shape[-1])
+
+
+class _EncoderBlock(Protocol):
+    """An encoder level of `MDX23C`: a bare nn.Module holding these submodules (checkpoint keys)."""
+
+    tfc_tdf: TfcTdfStack
+    downscale: Resample
+
+
+class _DecoderBlock(Protocol):
+    """A decoder level of `MDX23C`: a bare nn.Module holding these submodules (checkpoint keys)."""
+
+    upscale: Resample
+    tfc_tdf: TfcTdfStack
 
 
 class MDX23C(nn.Module):
     """TFC-TDF v3 network; parameter names equal MSST's `TFC_TDF_net`. See the module docstring."""
 
-    def __init__(self, *, n_fft: int, hop_length: int, dim_f: int, audio_channels: int, num_stems: int,
-                 num_subbands: int, num_scales: int, scale: tuple[int, int], blocks_per_scale: int,
-                 channels: int, growth: int, bottleneck_factor: int, norm: str, act: str) -> None:
+    def __init__(
+        self,
+        *,
+        n_fft: int,
+        hop_length: int,
+        dim_f: int,
+        audio_channels: int,
+        num_stems: int,
+        num_subbands: int,
+        num_scales: int,
+        scale: tuple[int, int],
+        blocks_per_scale: int,
+        channels: int,
+        growth: int,
+        bottleneck_factor: int,
+        norm: str,
+        act: str,
+    ) -> None:
         super().__init__()
         self.audio_channels = audio_channels
         self.num_stems = num_stems
@@ -199,8 +258,9 @@ class MDX23C(nn.Module):
             width += growth
             self.encoder_blocks.append(block)
 
-        self.bottleneck_block = TfcTdfStack(width, width, blocks_per_scale, bins, bottleneck_factor, norm_of,
-                                            act_module)
+        self.bottleneck_block = TfcTdfStack(
+            width, width, blocks_per_scale, bins, bottleneck_factor, norm_of, act_module
+        )
 
         self.decoder_blocks = nn.ModuleList()
         for _ in range(num_scales):
@@ -208,8 +268,9 @@ class MDX23C(nn.Module):
             block.upscale = Resample(width, width - growth, scale, norm_of, act_module, up=True)
             bins *= scale[1]
             width -= growth
-            block.tfc_tdf = TfcTdfStack(2 * width, width, blocks_per_scale, bins, bottleneck_factor, norm_of,
-                                        act_module)
+            block.tfc_tdf = TfcTdfStack(
+                2 * width, width, blocks_per_scale, bins, bottleneck_factor, norm_of, act_module
+            )
             self.decoder_blocks.append(block)
 
         self.final_conv = nn.Sequential(
@@ -227,7 +288,8 @@ class MDX23C(nn.Module):
         if frames % self.scale[0] ** self.num_scales:
             raise ValueError(
                 f"{mix.shape[-1]} samples give {frames} STFT frames; the U-Net needs a multiple of "
-                f"{self.scale[0] ** self.num_scales} (use hop_length * (k * {self.scale[0] ** self.num_scales} - 1))")
+                f"{self.scale[0] ** self.num_scales} (use hop_length * (k * {self.scale[0] ** self.num_scales} - 1))"
+            )
         dtype = self.first_conv.weight.dtype
         batch = mix.shape[0]
         k = self.num_subbands
@@ -240,14 +302,14 @@ class MDX23C(nn.Module):
         # The U-Net runs on (frames, bins) so that the TDF linears act on the last axis.
         x = first.transpose(-1, -2)
         skips = []
-        for block in self.encoder_blocks:
+        for block in cast("Iterable[_EncoderBlock]", self.encoder_blocks):
             x = block.tfc_tdf(x)
             skips.append(x)
             x = block.downscale(x)
         x = self.bottleneck_block(x)
-        for block in self.decoder_blocks:
-            x = block.upscale(x)
-            x = block.tfc_tdf(torch.cat([x, skips.pop()], 1))
+        for decoder_block in cast("Iterable[_DecoderBlock]", self.decoder_blocks):
+            x = decoder_block.upscale(x)
+            x = decoder_block.tfc_tdf(torch.cat([x, skips.pop()], 1))
         x = x.transpose(-1, -2) * first
 
         x = self.final_conv(torch.cat([subbands, x], 1))
@@ -297,14 +359,20 @@ def from_config(config: Config) -> MDX23C:
     num_subbands = _positive_int(model, "model", "num_subbands")
     num_scales = _positive_int(model, "model", "num_scales")
     scale = model.get("scale")
-    if (not isinstance(scale, Sequence) or isinstance(scale, str) or len(scale) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in scale)):
+    if (
+        not isinstance(scale, Sequence)
+        or isinstance(scale, str)
+        or len(scale) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in scale)
+    ):
         raise ConfigError(f"model.scale must be two positive integers (frames, bins), got {scale!r}")
     if dim_f % num_subbands:
         raise ConfigError(f"audio.dim_f {dim_f} is not divisible by model.num_subbands {num_subbands}")
     if (dim_f // num_subbands) % scale[1] ** num_scales:
-        raise ConfigError(f"audio.dim_f / num_subbands = {dim_f // num_subbands} bins cannot be halved "
-                          f"{num_scales} times by scale {scale[1]}")
+        raise ConfigError(
+            f"audio.dim_f / num_subbands = {dim_f // num_subbands} bins cannot be halved "
+            f"{num_scales} times by scale {scale[1]}"
+        )
     for key in ("norm", "act"):
         if not isinstance(model.get(key), str):
             raise ConfigError(f"the mdx23c config needs model.{key} (a string)")
@@ -314,9 +382,18 @@ def from_config(config: Config) -> MDX23C:
     if isinstance(growth, bool) or not isinstance(growth, int) or growth < 0:
         raise ConfigError(f"model.growth must be a non-negative integer, got {growth!r}")
     return MDX23C(
-        n_fft=n_fft, hop_length=hop_length, dim_f=dim_f, audio_channels=audio_channels,
-        num_stems=len(stem_names(config)), num_subbands=num_subbands, num_scales=num_scales,
-        scale=(scale[0], scale[1]), blocks_per_scale=_positive_int(model, "model", "num_blocks_per_scale"),
-        channels=_positive_int(model, "model", "num_channels"), growth=growth, bottleneck_factor=bottleneck,
-        norm=model["norm"], act=model["act"],
+        n_fft=n_fft,
+        hop_length=hop_length,
+        dim_f=dim_f,
+        audio_channels=audio_channels,
+        num_stems=len(stem_names(config)),
+        num_subbands=num_subbands,
+        num_scales=num_scales,
+        scale=(scale[0], scale[1]),
+        blocks_per_scale=_positive_int(model, "model", "num_blocks_per_scale"),
+        channels=_positive_int(model, "model", "num_channels"),
+        growth=growth,
+        bottleneck_factor=bottleneck,
+        norm=model["norm"],
+        act=model["act"],
     )

@@ -22,12 +22,11 @@ listed mask heads (in that order). Output is always float32.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import math
-from collections.abc import Callable, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import torch
@@ -47,9 +46,7 @@ __all__ = [
 ]
 
 # The reference's default band layout for n_fft 2048 (1025 bins).
-DEFAULT_FREQS_PER_BANDS: tuple[int, ...] = (
-    (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
-)
+DEFAULT_FREQS_PER_BANDS: tuple[int, ...] = (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8 + (128, 129)
 
 # Neighbouring bands share one batched GEMM while the widest is at most this much wider than the
 # narrowest; the zero padding this costs stays below 25 % of those (small) layers.
@@ -70,11 +67,16 @@ class _Fp32Buffers(nn.Module):
 
     _fp32_buffers: tuple[str, ...] = ()
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> nn.Module:  # type: ignore[override]
-        kept = {name: self._buffers[name] for name in self._fp32_buffers if self._buffers.get(name) is not None}
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> nn.Module:
+        kept: dict[str, Tensor] = {}
+        for name in self._fp32_buffers:
+            buffer = self._buffers.get(name)
+            if buffer is not None:
+                kept[name] = buffer
         super()._apply(fn, recurse)
         for name, original in kept.items():
             moved = self._buffers[name]
+            assert moved is not None  # Module._apply maps each non-None buffer to a tensor
             self._buffers[name] = original.to(device=moved.device, dtype=torch.float32)
         return self
 
@@ -95,6 +97,7 @@ class RotaryEmbedding(_Fp32Buffers):
     """Holds RoPE frequencies under the reference's key (`freqs`); pairs are interleaved (x0, x1)."""
 
     _fp32_buffers = ("freqs",)
+    freqs: Tensor
 
     def __init__(self, dim: int, theta: float = 10000) -> None:
         super().__init__()
@@ -111,6 +114,7 @@ class PolarEmbedding(_Fp32Buffers):
     """PoPE (PoPE-pytorch's `PoPE`): softplus magnitudes at position angles, a learned key phase bias."""
 
     _fp32_buffers = ("inv_freqs",)
+    inv_freqs: Tensor
 
     def __init__(self, dim: int, heads: int, theta: float = 10000) -> None:
         super().__init__()
@@ -168,14 +172,16 @@ class Attention(nn.Module):
         x = self.norm(x)
         qkv = self.to_qkv(x).view(batch, length, 3, self.heads, self.dim_head).permute(2, 0, 3, 1, 4)
         if self.pope_embed is not None:
-            q_cos, q_sin, k_cos, k_sin = position  # type: ignore[misc]
+            assert position is not None  # _Roformer always passes the PoPE table to PoPE layers
+            q_cos, q_sin, k_cos, k_sin = position
             q = _polar_features(qkv[0], q_cos, q_sin)
             k = _polar_features(qkv[1], k_cos, k_sin)
             v = qkv[2]
             out = F.scaled_dot_product_attention(q.to(v.dtype), k.to(v.dtype), v, scale=self.dim_head**-0.5)
         else:
             if self.rotary_embed is not None:
-                (rotation,) = position  # type: ignore[misc]
+                assert position is not None  # _Roformer always passes the RoPE table to RoPE layers
+                (rotation,) = position
                 qk = _apply_rotary(qkv[:2], rotation)
                 q, k = qk[0], qk[1]
             else:
@@ -251,7 +257,8 @@ class Transformer(nn.Module):
         self.norm = RMSNorm(dim) if norm_output else nn.Identity()
 
     def forward(self, x: Tensor, position: tuple[Tensor, ...] | None = None) -> Tensor:
-        for attn, ff in self.layers:
+        # Each layer is ModuleList([attention, feed-forward]); ModuleList's items are typed as bare Modules.
+        for attn, ff in cast("Iterable[nn.ModuleList]", self.layers):
             x = attn(x, position) + x
             x = ff(x) + x
         return self.norm(x)
@@ -316,6 +323,9 @@ class BandSplit(_Fp32Buffers):
     """Per band: RMSNorm(band width) → Linear(band width → dim); run as one GEMM per band group."""
 
     _fp32_buffers = ("_norm_scale",)
+    _slot_source: Tensor
+    _slot_feature: Tensor
+    _norm_scale: Tensor
 
     def __init__(self, dim: int, layout: _BandLayout) -> None:
         super().__init__()
@@ -329,12 +339,17 @@ class BandSplit(_Fp32Buffers):
 
     def forward(self, features: Tensor) -> Tensor:
         """features: (F·S·2 + 1, frames) with a zero last row → (bands, frames, dim)."""
-        dim = self.to_features[0][1].out_features
-        weight = self.to_features[0][1].weight
+        # Each band is Sequential(RMSNorm, Linear); torch types container items as bare Modules.
+        bands = [
+            (cast(RMSNorm, seq[0]), cast(nn.Linear, seq[1]))
+            for seq in cast("Iterable[nn.Sequential]", self.to_features)
+        ]
+        dim = bands[0][1].out_features
+        weight = bands[0][1].weight
         # All bands' weights as rows (band feature → dim), plus a zero row for padding slots.
-        weights = torch.cat([seq[1].weight.t() for seq in self.to_features] + [weight.new_zeros(1, dim)])
-        gammas = torch.cat([seq[0].gamma for seq in self.to_features] + [weight.new_zeros(1)])
-        biases = torch.stack([seq[1].bias for seq in self.to_features])
+        weights = torch.cat([linear.weight.t() for _, linear in bands] + [weight.new_zeros(1, dim)])
+        gammas = torch.cat([norm.gamma for norm, _ in bands] + [weight.new_zeros(1)])
+        biases = torch.stack([linear.bias for _, linear in bands])
         outs = []
         for g in self.layout.groups:
             slots = slice(g.start, g.start + g.count * g.width)
@@ -382,12 +397,16 @@ class MaskEstimator(nn.Module):
         for g in layout.groups:
             for i in range(g.count):
                 band = g.first + i
-                mlp = self.to_freqs[band][0]
-                h = x[band].to(mlp[0].weight.dtype)
+                # to_freqs[band] is Sequential(Sequential(Linear, Tanh, …, Linear), GLU); torch types
+                # container items as bare Modules.
+                mlp = cast(nn.Sequential, cast(nn.Sequential, self.to_freqs[band])[0])
+                h = x[band].to(cast(nn.Linear, mlp[0]).weight.dtype)
                 for layer in range(0, last, 2):
-                    h = F.linear(h, mlp[layer].weight, mlp[layer].bias).tanh_()
+                    linear = cast(nn.Linear, mlp[layer])
+                    h = F.linear(h, linear.weight, linear.bias).tanh_()
                 # (2·size, frames): values then gates, already in the output's (slot, frame) layout.
-                y = torch.addmm(mlp[last].bias.unsqueeze(1), mlp[last].weight, h.t())
+                output = cast(nn.Linear, mlp[last])
+                y = torch.addmm(output.bias.unsqueeze(1), output.weight, h.t())
                 size = layout.sizes[band]
                 begin = g.start + i * g.width
                 out[begin : begin + size] = y[:size] * y[size:].sigmoid()
@@ -401,9 +420,7 @@ def _mel_band_bins(sample_rate: float, n_fft: int, num_bands: int) -> np.ndarray
     bank[-1, -1] = 1.0
     member = bank > 0
     if not member.any(axis=0).all():
-        raise ConfigError(
-            f"model.num_bands={num_bands} leaves some of the {n_fft // 2 + 1} STFT bins in no mel band"
-        )
+        raise ConfigError(f"model.num_bands={num_bands} leaves some of the {n_fft // 2 + 1} STFT bins in no mel band")
     return member
 
 
@@ -432,10 +449,32 @@ def _bool(name: str, value: Any) -> bool:
     raise ConfigError(f"model.{name} must be true or false, got {value!r}")
 
 
+class _TransformerArgs(TypedDict):
+    dim: int
+    heads: int
+    dim_head: int
+    norm_output: bool
+
+
+class _PositionArgs(TypedDict, total=False):
+    """The one position embedding a trunk transformer gets (RoPE or PoPE)."""
+
+    rotary_embed: RotaryEmbedding
+    pope_embed: PolarEmbedding
+
+
+class _StftKwargs(TypedDict):
+    n_fft: int
+    hop_length: int
+    win_length: int
+    normalized: bool
+
+
 class _Roformer(nn.Module, ABC):
     """What both models share: STFT, band split, axial transformer trunk, masks, iSTFT."""
 
     _mel = False
+    _mask_target: Tensor
 
     def __init__(
         self,
@@ -484,7 +523,7 @@ class _Roformer(nn.Module, ABC):
         win_length = _int("stft_win_length", stft_win_length, 1)
         if win_length > n_fft:
             raise ConfigError(f"model.stft_win_length ({win_length}) must not exceed stft_n_fft ({n_fft})")
-        self.stft_kwargs = dict(
+        self.stft_kwargs = _StftKwargs(
             n_fft=n_fft,
             hop_length=_int("stft_hop_length", stft_hop_length, 1),
             win_length=win_length,
@@ -493,24 +532,26 @@ class _Roformer(nn.Module, ABC):
         self.num_freqs = n_fft // 2 + 1
 
         norm_each = self._mel  # Mel-RoFormer: each transformer ends in RMSNorm; BS: one final_norm
-        common = dict(dim=dim, heads=heads, dim_head=dim_head, norm_output=norm_each)
-        embed_time: nn.Module
-        embed_freq: nn.Module
+        common = _TransformerArgs(dim=dim, heads=heads, dim_head=dim_head, norm_output=norm_each)
+        embed_time: RotaryEmbedding | PolarEmbedding
+        embed_freq: RotaryEmbedding | PolarEmbedding
+        time_args: _PositionArgs
+        freq_args: _PositionArgs
         if use_pope:
             embed_time, embed_freq = PolarEmbedding(dim_head, heads), PolarEmbedding(dim_head, heads)
-            kind = "pope_embed"
+            time_args, freq_args = _PositionArgs(pope_embed=embed_time), _PositionArgs(pope_embed=embed_freq)
         else:
             embed_time, embed_freq = RotaryEmbedding(dim_head), RotaryEmbedding(dim_head)
-            kind = "rotary_embed"
+            time_args, freq_args = _PositionArgs(rotary_embed=embed_time), _PositionArgs(rotary_embed=embed_freq)
         # Shared by every block, as in the reference; a tuple keeps them out of this module's own keys.
         self._position_embeds = (embed_time, embed_freq)
         self.layers = nn.ModuleList()
         for _ in range(depth):
             block: list[nn.Module] = []
             if linear_depth > 0:
-                block.append(Transformer(depth=linear_depth, linear_attn=True, **common))  # type: ignore[arg-type]
-            block.append(Transformer(depth=time_depth, **{kind: embed_time}, **common))  # type: ignore[arg-type]
-            block.append(Transformer(depth=freq_depth, **{kind: embed_freq}, **common))  # type: ignore[arg-type]
+                block.append(Transformer(depth=linear_depth, linear_attn=True, **common))
+            block.append(Transformer(depth=time_depth, **time_args, **common))
+            block.append(Transformer(depth=freq_depth, **freq_args, **common))
             self.layers.append(nn.ModuleList(block))
         if not self._mel:
             self.final_norm = RMSNorm(dim)
@@ -533,9 +574,11 @@ class _Roformer(nn.Module, ABC):
     def _average_masks(self, masks: Tensor) -> Tensor:
         return masks
 
-    def _position_tables(self, frames: int, bands: int, device: torch.device) -> tuple[Any, Any]:
+    def _position_tables(
+        self, frames: int, bands: int, device: torch.device
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         embed_time, embed_freq = self._position_embeds
-        return embed_time.table(frames, device), embed_freq.table(bands, device)  # type: ignore[operator]
+        return embed_time.table(frames, device), embed_freq.table(bands, device)
 
     def forward(
         self,
@@ -583,7 +626,8 @@ class _Roformer(nn.Module, ABC):
 
         # The trunk keeps x as (batch·bands, frames, dim) between blocks ("time layout").
         stored: list[Tensor] = []
-        for i, block in enumerate(self.layers):
+        # Each block is ModuleList([linear?, time, freq transformers]); ModuleList's items are bare Modules.
+        for i, block in enumerate(cast("Iterable[nn.ModuleList]", self.layers)):
             if len(block) == 3:
                 linear_transformer, time_transformer, freq_transformer = block
                 x = linear_transformer(x.reshape(batch, bands * frames, dim)).view(batch * bands, frames, dim)
@@ -694,6 +738,7 @@ class MelBandRoformer(_Roformer):
     """
 
     _mel = True
+    _bands_per_feature: Tensor
 
     def __init__(
         self,
@@ -784,4 +829,3 @@ def bs_roformer_from_config(config: Config | Mapping[str, Any]) -> BSRoformer:
 def mel_band_roformer_from_config(config: Config | Mapping[str, Any]) -> MelBandRoformer:
     """Build a `MelBandRoformer` from an MSST config (keys under `model`; unknown keys are ignored)."""
     return MelBandRoformer(**_model_kwargs(config, "mel_band_roformer"))
-

@@ -28,8 +28,8 @@ demix code around the model, not here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -77,8 +77,14 @@ def band_bounds(bins: int, fractions: Sequence[float]) -> list[tuple[int, int]]:
 class SparseDownsample(nn.Module):
     """Per band: zero-pad along frequency, then Conv2d with kernel (k, 1) and stride (s, 1)."""
 
-    def __init__(self, in_channels: int, out_channels: int, fractions: Sequence[float], strides: Sequence[int],
-                 kernels: Sequence[int]) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        fractions: Sequence[float],
+        strides: Sequence[int],
+        kernels: Sequence[int],
+    ) -> None:
         super().__init__()
         self.fractions = tuple(fractions)
         self.strides = tuple(strides)
@@ -102,8 +108,17 @@ class SparseDownsample(nn.Module):
 class SDblock(nn.Module):
     """Encoder level: sparse down-sampling, a convolution module per band (along time), GELU, concat, 3x3 conv."""
 
-    def __init__(self, in_channels: int, out_channels: int, fractions: Sequence[float], strides: Sequence[int],
-                 kernels: Sequence[int], depths: Sequence[int], compress: float, conv_kernel: int) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        fractions: Sequence[float],
+        strides: Sequence[int],
+        kernels: Sequence[int],
+        depths: Sequence[int],
+        compress: float,
+        conv_kernel: int,
+    ) -> None:
         super().__init__()
         self.SDlayer = SparseDownsample(in_channels, out_channels, fractions, strides, kernels)
         self.conv_modules = nn.ModuleList(
@@ -149,19 +164,26 @@ class SparseUpsample(nn.Module):
             nn.ConvTranspose2d(in_channels, out_channels, (k, 1), (s, 1)) for k, s in zip(kernels, strides)
         )
 
-    def forward(self, x: torch.Tensor, rows: Sequence[int], original_rows: Sequence[int],
-                output_channels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rows: Sequence[int],
+        original_rows: Sequence[int],
+        output_channels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         starts = (0, rows[0], rows[0] + rows[1])
         ends = (rows[0], rows[0] + rows[1], x.shape[2])
         outputs = []
-        for convtr, start, end, target in zip(self.convtrs, starts, ends, original_rows):
+        convtrs = cast("Iterable[nn.ConvTranspose2d]", self.convtrs)  # ModuleList items are typed as bare Modules
+        for convtr, start, end, target in zip(convtrs, starts, ends, original_rows):
             weight, bias = convtr.weight, convtr.bias
             if output_channels is not None:  # compute only the requested stems' channels
+                assert bias is not None  # the ConvTranspose2d layers are built with bias=True
                 weight = weight.index_select(1, output_channels)
                 bias = bias.index_select(0, output_channels)
             out = F.conv_transpose2d(x[:, :, start:end], weight, bias, stride=convtr.stride)
             offset = abs(target - out.shape[2]) // 2
-            outputs.append(out[:, :, offset:offset + target])
+            outputs.append(out[:, :, offset : offset + target])
         return torch.cat(outputs, dim=2)
 
 
@@ -196,9 +218,7 @@ class SeparationNet(nn.Module):
 
     def __init__(self, channels: int, expand: int, num_layers: int) -> None:
         super().__init__()
-        self.dp_modules = nn.ModuleList(
-            DualPathRNN(channels * (2 if i % 2 else 1), expand) for i in range(num_layers)
-        )
+        self.dp_modules = nn.ModuleList(DualPathRNN(channels * (2 if i % 2 else 1), expand) for i in range(num_layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.dp_modules):
@@ -217,12 +237,26 @@ class SeparationNet(nn.Module):
 class SCNet(nn.Module):
     """SCNet with MSST's parameter names and keyword arguments (see the module docstring)."""
 
-    def __init__(self, sources: Sequence[str] = ("drums", "bass", "other", "vocals"), audio_channels: int = 2,
-                 dims: Sequence[int] = (4, 32, 64, 128), nfft: int = 4096, hop_size: int = 1024,
-                 win_size: int = 4096, normalized: bool = True, band_SR: Sequence[float] = (0.175, 0.392, 0.433),
-                 band_stride: Sequence[int] = (1, 4, 16), band_kernel: Sequence[int] = (3, 4, 16),
-                 conv_depths: Sequence[int] = (3, 2, 1), compress: float = 4, conv_kernel: int = 3,
-                 num_dplayer: int = 6, expand: int = 1) -> None:
+    window: torch.Tensor
+
+    def __init__(
+        self,
+        sources: Sequence[str] = ("drums", "bass", "other", "vocals"),
+        audio_channels: int = 2,
+        dims: Sequence[int] = (4, 32, 64, 128),
+        nfft: int = 4096,
+        hop_size: int = 1024,
+        win_size: int = 4096,
+        normalized: bool = True,
+        band_SR: Sequence[float] = (0.175, 0.392, 0.433),
+        band_stride: Sequence[int] = (1, 4, 16),
+        band_kernel: Sequence[int] = (3, 4, 16),
+        conv_depths: Sequence[int] = (3, 2, 1),
+        compress: float = 4,
+        conv_kernel: int = 3,
+        num_dplayer: int = 6,
+        expand: int = 1,
+    ) -> None:
         super().__init__()
         self.sources = list(sources)
         self.audio_channels = audio_channels
@@ -237,19 +271,31 @@ class SCNet(nn.Module):
         self.encoder = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for level in range(len(dims) - 1):
-            self.encoder.append(SDblock(dims[level], dims[level + 1], band_SR, band_stride, band_kernel,
-                                        conv_depths, compress, conv_kernel))
+            self.encoder.append(
+                SDblock(
+                    dims[level], dims[level + 1], band_SR, band_stride, band_kernel, conv_depths, compress, conv_kernel
+                )
+            )
             out_channels = dims[level] * len(self.sources) if level == 0 else dims[level]
             # A Sequential only as a container: its indices 0/1 are the checkpoint keys; forward calls them itself.
-            self.decoder.insert(0, nn.Sequential(
-                FusionLayer(dims[level + 1]),
-                SparseUpsample(dims[level + 1], out_channels, band_stride, band_kernel),
-            ))
+            self.decoder.insert(
+                0,
+                nn.Sequential(
+                    FusionLayer(dims[level + 1]),
+                    SparseUpsample(dims[level + 1], out_channels, band_stride, band_kernel),
+                ),
+            )
         self.separation_net = SeparationNet(dims[-1], expand, num_dplayer)
 
     def _stft_args(self) -> dict[str, Any]:
-        return dict(n_fft=self.nfft, hop_length=self.hop_size, win_length=self.win_size,
-                    window=self.window.float(), center=True, normalized=self.normalized)
+        return dict(
+            n_fft=self.nfft,
+            hop_length=self.hop_size,
+            win_length=self.win_size,
+            window=self.window.float(),
+            center=True,
+            normalized=self.normalized,
+        )
 
     def padding(self, samples: int) -> int:
         """Zeros appended so that the padded length is an odd number of hops (1 to 2 hops)."""
@@ -258,8 +304,7 @@ class SCNet(nn.Module):
             pad += self.hop_size
         return pad
 
-    def forward(self, mix: torch.Tensor, active_stem_ids: Sequence[int] | torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, mix: torch.Tensor, active_stem_ids: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """(batch, channels, samples) -> (batch, stems, channels, samples).
 
         `active_stem_ids` (as in the reference) computes only those sources, in that order.
@@ -268,7 +313,7 @@ class SCNet(nn.Module):
             raise ValueError(f"expected (batch, {self.audio_channels}, samples), got {tuple(mix.shape)}")
         stems = self._stem_ids(active_stem_ids)
         batch, channels, samples = mix.shape
-        dtype = self.encoder[0].globalconv.weight.dtype
+        dtype = cast(SDblock, self.encoder[0]).globalconv.weight.dtype
         pad = self.padding(samples)
 
         padded = F.pad(mix.float(), (0, pad)).reshape(batch * channels, samples + pad)
@@ -285,9 +330,9 @@ class SCNet(nn.Module):
         output_channels = None
         if stems is not None:
             per_stem = self.dims[0]
-            output_channels = torch.tensor([s * per_stem + f for s in stems for f in range(per_stem)],
-                                           device=x.device)
-        for index, (fusion, upsample) in enumerate(self.decoder):
+            output_channels = torch.tensor([s * per_stem + f for s in stems for f in range(per_stem)], device=x.device)
+        # Each decoder level is Sequential(FusionLayer, SparseUpsample); its items are typed as bare Modules.
+        for index, (fusion, upsample) in enumerate(cast("Iterable[nn.Sequential]", self.decoder)):
             skip, rows, original_rows = skips.pop()
             x = fusion(x, skip)
             last = index == len(self.decoder) - 1
@@ -310,11 +355,13 @@ class SCNet(nn.Module):
         return ids
 
 
-def _int_list(model: Any, key: str, default: Sequence[int], length: int | None = None,
-              minimum: int = 1) -> list[int]:
+def _int_list(model: Any, key: str, default: Sequence[int], length: int | None = None, minimum: int = 1) -> list[int]:
     value = model.get(key, default)
-    if (not isinstance(value, Sequence) or isinstance(value, str)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)):
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value)
+    ):
         raise ConfigError(f"model.{key} must be a list of integers >= {minimum}, got {value!r}")
     if length is not None and len(value) != length:
         raise ConfigError(f"model.{key} must have {length} entries ({', '.join(BAND_NAMES)}), got {len(value)}")
@@ -343,8 +390,10 @@ def from_config(config: Config) -> SCNet:
     if len(dims) < 2:
         raise ConfigError("model.dims needs at least two entries (input features and one encoder level)")
     if dims[0] != 2 * audio_channels:
-        raise ConfigError(f"model.dims[0] must be 2 * audio_channels = {2 * audio_channels} "
-                          f"(real and imaginary part per channel), got {dims[0]}")
+        raise ConfigError(
+            f"model.dims[0] must be 2 * audio_channels = {2 * audio_channels} "
+            f"(real and imaginary part per channel), got {dims[0]}"
+        )
     nfft = _positive_int(model, "nfft", 4096)
     hop_size = _positive_int(model, "hop_size", 1024)
     win_size = _positive_int(model, "win_size", 4096)
@@ -352,8 +401,12 @@ def from_config(config: Config) -> SCNet:
         raise ConfigError(f"model.win_size {win_size} exceeds model.nfft {nfft}")
 
     band_sr = model.get("band_SR", (0.175, 0.392, 0.433))
-    if (not isinstance(band_sr, Sequence) or isinstance(band_sr, str) or len(band_sr) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in band_sr)):
+    if (
+        not isinstance(band_sr, Sequence)
+        or isinstance(band_sr, str)
+        or len(band_sr) != 3
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in band_sr)
+    ):
         raise ConfigError(f"model.band_SR must be three positive fractions (low, mid, high), got {band_sr!r}")
     compress = model.get("compress", 4)
     if isinstance(compress, bool) or not isinstance(compress, (int, float)) or compress <= 0:
@@ -367,12 +420,19 @@ def from_config(config: Config) -> SCNet:
         raise ConfigError(f"model.num_dplayer must be even, got {num_dplayer}")
 
     return SCNet(
-        sources=[str(s) for s in sources], audio_channels=audio_channels, dims=dims, nfft=nfft,
-        hop_size=hop_size, win_size=win_size, normalized=bool(model.get("normalized", True)),
+        sources=[str(s) for s in sources],
+        audio_channels=audio_channels,
+        dims=dims,
+        nfft=nfft,
+        hop_size=hop_size,
+        win_size=win_size,
+        normalized=bool(model.get("normalized", True)),
         band_SR=[float(v) for v in band_sr],
         band_stride=_int_list(model, "band_stride", (1, 4, 16), 3),
         band_kernel=_int_list(model, "band_kernel", (3, 4, 16), 3),
         conv_depths=_int_list(model, "conv_depths", (3, 2, 1), 3, minimum=0),
-        compress=compress, conv_kernel=conv_kernel,
-        num_dplayer=num_dplayer, expand=_positive_int(model, "expand", 1),
+        compress=compress,
+        conv_kernel=conv_kernel,
+        num_dplayer=num_dplayer,
+        expand=_positive_int(model, "expand", 1),
     )

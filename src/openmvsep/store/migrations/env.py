@@ -9,7 +9,10 @@ MIGRATION_LOCK_KEY = 0x6F6D7673  # any constant of our own: "omvs"
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("the alembic config has no sqlalchemy.url (openmvsep.store.migrate sets it)")
+    engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
         with context.begin_transaction():

@@ -9,11 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from openmvsep.cli_quality import qc_app
+from openmvsep.bootstrap import Services
+from openmvsep.cli.common import err, open_services, settings_with
+from openmvsep.cli.quality import qc_app
 from openmvsep.settings import Settings
 
-app = typer.Typer(help="openmvsep: a self-hosted music source separation server that speaks the MVSep API.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="openmvsep: a self-hosted music source separation server that speaks the MVSep API.", no_args_is_help=True
+)
 user_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 news_app = typer.Typer(help="News shown by /api/app/news.", no_args_is_help=True)
@@ -23,23 +26,6 @@ app.add_typer(news_app, name="news")
 models_app = typer.Typer(help="Model weights: the registry and the local cache.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(qc_app, name="qc")
-
-err = Console(stderr=True)
-
-
-def settings_with(**overrides) -> Settings:  # noqa: ANN003
-    """Settings from the environment, with the command line's explicit options on top."""
-    base = Settings()
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return base.model_copy(update=given) if given else base
-
-
-def _database(settings: Settings):  # noqa: ANN202
-    from openmvsep.store.db import Database
-    from openmvsep.store.migrate import upgrade
-
-    upgrade(settings.effective_database_url)
-    return Database(settings.effective_database_url)
 
 
 @app.command()
@@ -51,16 +37,32 @@ def serve(
     public_url: Optional[str] = typer.Option(None, help="Base of every URL in responses [env OPENMVSEP_PUBLIC_URL]"),
 ) -> None:
     """Serve the MVSep API (and run local workers)."""
+    import logging
+
     import uvicorn
 
     from openmvsep.api.app import create_app
-    from openmvsep.doctor import safe_broker_url
+    from openmvsep.cli.doctor import safe_broker_url
+    from openmvsep.logs import configure_logging, logging_config
 
     settings = settings_with(host=host, port=port, data_dir=data_dir, workers=workers, public_url=public_url)
-    runs = (f"{settings.workers} worker(s)" if settings.executor == "local"
-            else f"celery executor on {safe_broker_url(settings.broker_url)}: start workers with `openmvsep worker`")
-    err.print(f"openmvsep serving on {settings.effective_public_url} (data in {settings.data_dir.resolve()}, {runs})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", access_log=False)
+    configure_logging(settings)
+    runs = (
+        f"{settings.workers} worker(s)"
+        if settings.executor == "local"
+        else f"celery executor on {safe_broker_url(settings.broker_url)}: start workers with `openmvsep worker`"
+    )
+    # A log line, not a print: with OPENMVSEP_LOG_FORMAT=json everything on stderr is JSON.
+    logging.getLogger("openmvsep.cli").info(
+        "openmvsep serving on %s (data in %s, %s)", settings.effective_public_url, settings.data_dir.resolve(), runs
+    )
+    uvicorn.run(
+        create_app(Services(settings)),
+        host=settings.host,
+        port=settings.port,
+        log_config=logging_config(settings),
+        access_log=settings.access_log,
+    )
 
 
 @app.command()
@@ -71,18 +73,20 @@ def worker(
     database_url: Optional[str] = typer.Option(None, help="SQLAlchemy URL [env OPENMVSEP_DATABASE_URL]"),
     storage_url: Optional[str] = typer.Option(None, help="Directory or s3://bucket/prefix [env OPENMVSEP_STORAGE_URL]"),
     data_dir: Optional[Path] = typer.Option(None, help="Weights, scratch, SQLite [env OPENMVSEP_DATA_DIR]"),
-    loglevel: str = typer.Option("INFO", help="Celery log level"),
+    loglevel: Optional[str] = typer.Option(None, help="Log level [env OPENMVSEP_LOG_LEVEL, default INFO]"),
 ) -> None:
     """Run Celery workers for the celery executor (`OPENMVSEP_EXECUTOR=celery`) until stopped."""
     import logging
 
-    from openmvsep.doctor import safe_broker_url
+    from openmvsep.cli.doctor import safe_broker_url
+    from openmvsep.logs import configure_logging
     from openmvsep.runner.celery_pool import CeleryWorkerPool, plan_slots
 
     if concurrency < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--concurrency")
-    settings = settings_with(broker_url=broker_url, database_url=database_url, storage_url=storage_url,
-                             data_dir=data_dir)
+    settings = settings_with(
+        broker_url=broker_url, database_url=database_url, storage_url=storage_url, data_dir=data_dir, log_level=loglevel
+    )  # handed down to the workers with the rest
     if gpus is None and settings.device in ("auto", "cuda"):
         import torch
 
@@ -91,15 +95,20 @@ def worker(
     else:
         gpu_list = [g.strip() for g in gpus.split(",") if g.strip()] if gpus else None
     slots = plan_slots(gpu_list, concurrency)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    err.print(f"openmvsep worker: {len(slots)} process(es) on {safe_broker_url(settings.broker_url)}, "
-              f"queue {settings.celery_queue}"
-              + (f", GPUs {','.join(gpu_list)}" if gpu_list else ", CPU"))
-    CeleryWorkerPool(settings, slots, loglevel=loglevel).run()
+    configure_logging(settings)
+    logging.getLogger("openmvsep.cli").info(
+        "openmvsep worker: %d process(es) on %s, queue %s, %s",
+        len(slots),
+        safe_broker_url(settings.broker_url),
+        settings.celery_queue,
+        f"GPUs {','.join(gpu_list)}" if gpu_list else "CPU",
+    )
+    # The API processes own the schema; a worker only claims work in it.
+    CeleryWorkerPool(settings, slots, loglevel=settings.log_level).run(Services(settings).db)
 
 
-@app.command()
-def doctor(
+@app.command("doctor")
+def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts)"),
     timeout: float = typer.Option(3.0, help="Seconds to wait for each server"),
 ) -> None:
@@ -109,7 +118,7 @@ def doctor(
     from pydantic import ValidationError
     from rich.markup import escape
 
-    from openmvsep.doctor import FAIL, WARN, failed, run_checks
+    from openmvsep.cli.doctor import FAIL, WARN, failed, run_checks
 
     try:
         settings = Settings()
@@ -138,15 +147,13 @@ def user_create(
     credits: int = typer.Option(0, help="Credits to grant"),
 ) -> None:
     """Create an account; its API token is printed alone on the last line."""
-    from openmvsep.service import accounts
     from openmvsep.service.errors import ValidationFailed
 
-    db = _database(Settings())
+    services = open_services()
     try:
-        with db.session() as s:
-            user = accounts.create_user(s, email=email, password=password, name=name, credits=credits,
-                                        premium=premium)
-            token = user.api_token
+        token = services.accounts.create(
+            email=email, password=password, name=name, credits=credits, premium=premium
+        ).api_token
     except ValidationFailed as e:
         for field, messages in e.fields.items():
             for m in messages:
@@ -159,15 +166,9 @@ def user_create(
 @user_app.command("list")
 def user_list() -> None:
     """List accounts."""
-    from sqlalchemy import select
-
-    from openmvsep.store.models import User
-
-    db = _database(Settings())
     table = Table("id", "email", "name", "credits", "premium", "api_token")
-    with db.reader() as s:
-        for u in s.scalars(select(User).order_by(User.id)):
-            table.add_row(str(u.id), u.email, u.name, str(u.credits), "yes" if u.premium_enabled else "no", u.api_token)
+    for u in open_services().accounts.all():
+        table.add_row(str(u.id), u.email, u.name, str(u.credits), "yes" if u.premium_enabled else "no", u.api_token)
     Console().print(table)
 
 
@@ -175,7 +176,7 @@ def user_list() -> None:
 def db_upgrade() -> None:
     """Create or migrate the database to the newest schema."""
     settings = Settings()
-    _database(settings)
+    open_services(settings, create=True)
     err.print(f"database at {settings.effective_database_url} is up to date")
 
 
@@ -186,18 +187,17 @@ def news_add(
     lang: str = typer.Option("en", help="Language code"),
 ) -> None:
     """Publish a news entry."""
-    from openmvsep.service.news import add_news
-
-    db = _database(Settings())
-    with db.session() as s:
-        item = add_news(s, title, text, lang)
-        err.print(f"news {item.id} added")
+    item = open_services().news.add(title, text, lang)
+    err.print(f"news {item.id} added")
 
 
-def _registry():  # noqa: ANN202
-    from openmvsep.engine.weights import WeightsRegistry
+def _registry():
+    """The weights registry of this data directory (no database needed: weights live beside it)."""
+    from openmvsep.bootstrap import Services
 
-    return WeightsRegistry.for_data_dir(Settings().data_dir)
+    settings = Settings()
+    err.print(f"data directory: {settings.data_dir.resolve()}")
+    return Services(settings).runtime.registry
 
 
 @models_app.command("list")
@@ -212,16 +212,24 @@ def models_list(selector: Optional[str] = typer.Argument(None, help="NAME, SEP_T
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
     table = Table("name", "serves", "model type", "file", "pinned", "present")
-    for e in entries:
-        table.add_row(e.name, ", ".join(e.serves) or "-", e.model_type, e.filename, "yes" if e.sha256 else "no",
-                      "yes" if registry.is_present(e) else "no")
+    for entry in entries:
+        table.add_row(
+            entry.name,
+            ", ".join(entry.serves) or "-",
+            entry.model_type,
+            entry.filename,
+            "yes" if entry.sha256 else "no",
+            "yes" if registry.is_present(entry) else "no",
+        )
     Console().print(table)
 
 
 @models_app.command("download")
 def models_download(
     selector: Optional[str] = typer.Argument(None, help="NAME, SEP_TYPE or SEP_TYPE:OPTION (default: all)"),
-    pin: bool = typer.Option(False, "--pin", help="Record the sha256 of an unpinned download in <data dir>/models.yaml"),
+    pin: bool = typer.Option(
+        False, "--pin", help="Record the sha256 of an unpinned download in <data dir>/models.yaml"
+    ),
 ) -> None:
     """Download (resuming) and verify weights."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -236,12 +244,18 @@ def models_download(
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
     for entry in entries:
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                      console=err) as bar:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err,
+        ) as bar:
             task = bar.add_task(entry.filename, total=entry.size)
             try:
-                path = registry.download(entry, progress=lambda done, total: bar.update(task, completed=done,
-                                                                                        total=total))
+                path = registry.download(
+                    entry, progress=lambda done, total, task=task: bar.update(task, completed=done, total=total)
+                )
             except WeightsError as e:
                 err.print(f"[red]{e}[/red]")
                 failed = True
@@ -252,8 +266,10 @@ def models_download(
             digest = pin_entry(Settings().data_dir / "models.yaml", entry, path)
             err.print(f"{entry.name}: {path} pinned as sha256 {digest}")
         else:
-            err.print(f"{entry.name}: {path} is not pinned; it will not load until you run "
-                      f"`openmvsep models download {entry.name} --pin` (trusting this download) or add its sha256")
+            err.print(
+                f"{entry.name}: {path} is not pinned; it will not load until you run "
+                f"`openmvsep models download {entry.name} --pin` (trusting this download) or add its sha256"
+            )
     if failed:
         raise typer.Exit(1)
 
@@ -298,7 +314,7 @@ def infer(
     segment_seconds: float = typer.Option(300.0, help="Long inputs go through in segments this long (bounded memory)"),
 ) -> None:
     """Separate files locally, no server: one float32 WAV per instrument at the model's rate."""
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from openmvsep.engine import audio
     from openmvsep.engine.checkpoints import CheckpointError
@@ -310,17 +326,32 @@ def infer(
     try:
         if sep_type is not None:
             registry = _registry()
-            entry = registry.serving(f"{sep_type}:{opt1}") if opt1 is not None else next(
-                iter(registry.select(str(sep_type))), None)
+            entry = (
+                registry.serving(f"{sep_type}:{opt1}")
+                if opt1 is not None
+                else next(iter(registry.select(str(sep_type))), None)
+            )
             if entry is None:
-                raise WeightsError(f"no registered model serves sep_type {sep_type}"
-                                   + (f" option {opt1}" if opt1 else ""))
-            model_type, config, checkpoint, sha256 = (entry.model_type, entry.config, registry.require(entry),
-                                                      sha256 or entry.sha256)
+                raise WeightsError(
+                    f"no registered model serves sep_type {sep_type}" + (f" option {opt1}" if opt1 else "")
+                )
+            model_type, config, checkpoint, sha256 = (
+                entry.model_type,
+                entry.config,
+                registry.require(entry),
+                sha256 or entry.sha256,
+            )
         if not (model_type and config and checkpoint):
             raise typer.BadParameter("give --model-type, --config and --checkpoint, or --sep-type")
-        loaded = load_model(model_type, config, checkpoint, sha256=sha256, device=device, compile=compile_model,
-                            cache_dir=Settings().data_dir / "weights" / "safetensors-cache")
+        loaded = load_model(
+            model_type,
+            config,
+            checkpoint,
+            sha256=sha256,
+            device=device,
+            compile=compile_model,
+            cache_dir=Settings().data_dir / "weights" / "safetensors-cache",
+        )
     except (WeightsError, CheckpointError, ConfigError, OSError) as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
@@ -329,12 +360,26 @@ def infer(
     for path in inputs:
         with Progress(console=err, transient=True) as bar:
             task = bar.add_task(path.name, total=None)
+
+            # Functions, not lambdas with bound defaults: mypy cannot infer the type of such a lambda.
+            def output_path(stem: str, p: Path = path) -> Path:
+                return output_dir / f"{p.stem}_{stem}.wav"
+
+            def on_segment(done: int, total: int, task: TaskID = task) -> None:
+                bar.update(task, completed=done, total=total)
+
             try:
                 written = separate_file(
-                    loaded, path, lambda stem, p=path: output_dir / f"{p.stem}_{stem}.wav",
+                    loaded,
+                    path,
+                    output_path,
                     segment_seconds=segment_seconds,
-                    on_segment=lambda done, total: bar.update(task, completed=done, total=total),
-                    batch_size=batch_size, precision=precision, num_overlap=overlap, tta=tta)
+                    on_segment=on_segment,
+                    batch_size=batch_size,
+                    precision=precision,
+                    num_overlap=overlap,
+                    tta=tta,
+                )
             except (audio.AudioError, OSError) as e:
                 err.print(f"[red]{path}: {e}[/red]")
                 failed = True
@@ -343,7 +388,3 @@ def infer(
             err.print(f"wrote {target}")
     if failed:
         raise typer.Exit(1)
-
-
-if __name__ == "__main__":
-    app()

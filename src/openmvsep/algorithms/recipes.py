@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from openmvsep.algorithms.choice import Choice
 from openmvsep.engine.runtime import ModelUnavailable, Runtime
 
 if TYPE_CHECKING:  # torch is imported only where models run, not by the API process
     from openmvsep.engine.separator import LoadedModel
 
 Stems = dict[str, np.ndarray]
-# (inputs by role as (channels, frames) float32, their common sample rate, chosen options, runtime) -> (stems, rate)
-RunFn = Callable[[dict[str, np.ndarray], int, dict[str, str], Runtime], tuple[Stems, int]]
+# (inputs by role as (channels, frames) float32, their common sample rate, the choice, runtime) -> (stems, rate)
+RunFn = Callable[[dict[str, np.ndarray], int, Choice, Runtime], tuple[Stems, int]]
 
 DSP_CENTRE_KEY = "dsp"
 MODEL_RATE = 44100  # every public checkpoint in the registry works at 44.1 kHz
@@ -39,17 +40,17 @@ class Recipe:
     chunkable: bool = True
     # rate the inputs are decoded at; None keeps the (first) input's own rate
     sample_rate: int | None = None
-    # chosen options -> stem keys in output order, known before running (used to name files)
-    stems: Callable[[dict[str, str]], list[str]] = field(default=lambda _opts: [])
+    # the choice -> stem keys in output order, known before running (used to name files)
+    stems: Callable[[Choice], list[str]] = field(default=lambda _choice: [])
 
 
-def _phantom_centre(inputs: dict[str, np.ndarray], rate: int, _opts: dict[str, str], _rt: Runtime):
+def _phantom_centre(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, _rt: Runtime):
     from openmvsep.engine.phantom_centre import extract_centre
 
     return extract_centre(inputs["audiofile"], rate), rate
 
 
-def _matchering(inputs: dict[str, np.ndarray], rate: int, _opts: dict[str, str], _rt: Runtime):
+def _matchering(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, _rt: Runtime):
     from openmvsep.engine.mastering import match_master
 
     return match_master(inputs["target_audiofile"], rate, inputs["reference_audiofile"], rate)
@@ -64,12 +65,14 @@ def _separate(runtime: Runtime, loaded: LoadedModel, mix: np.ndarray, num_overla
     """The model's own stems."""
     from openmvsep.engine.separator import separate
 
-    return separate(loaded, mix, batch_size=runtime.batch_size, precision=runtime.precision,
-                    num_overlap=num_overlap, residual=False)
+    return separate(
+        loaded, mix, batch_size=runtime.batch_size, precision=runtime.precision, num_overlap=num_overlap, residual=False
+    )
 
 
-def _stem(runtime: Runtime, model: str, mix: np.ndarray, keep: str | None = None,
-          num_overlap: int | None = None) -> np.ndarray:
+def _stem(
+    runtime: Runtime, model: str, mix: np.ndarray, keep: str | None = None, num_overlap: int | None = None
+) -> np.ndarray:
     """One stem of a model: `keep`, or else the model's training target (its first stem when it has none)."""
     loaded = _load(runtime, model)
     stems = _separate(runtime, loaded, mix, num_overlap)
@@ -103,8 +106,8 @@ class ExtractFirst:
     on_rest: bool = False  # run on what is left (the instrumental) rather than on the vocals
     names: tuple[str, str, str] = ("vocals", "instrum", "restored")  # the vocals, the rest, the rebuilt mix
 
-    def wanted(self, opts: dict[str, str]) -> bool:
-        return opts.get(self.server_key) == self.key
+    def wanted(self, choice: Choice) -> bool:
+        return choice.get(self.server_key) == self.key
 
     def extractor(self, runtime: Runtime) -> str | None:
         return next((option for option in self.extractors if runtime.can_serve(option)), None)
@@ -120,19 +123,34 @@ class ExtractFirst:
         return source, other, {self.names[0]: vocals, self.names[1]: rest}
 
 
-def two_stem_recipe(sep_type: int, names: tuple[str, str], *, keep: str | None = None, overlap: bool = False,
-                    extract_first: ExtractFirst | None = None) -> Recipe:
+def two_stem_recipe(
+    sep_type: int,
+    names: tuple[str, str],
+    *,
+    keep: str | None = None,
+    overlap: bool = False,
+    extract_first: ExtractFirst | None = None,
+) -> Recipe:
     """MVSep's "target and the rest": one stem of the chosen model (`keep`, default the model's target) and the
     input minus that stem, named `names`."""
 
-    def extracting(opts: dict[str, str]) -> bool:
-        return extract_first is not None and extract_first.wanted(opts)
+    def extracting(choice: Choice) -> bool:
+        return extract_first is not None and extract_first.wanted(choice)
 
-    def run(inputs: dict[str, np.ndarray], rate: int, opts: dict[str, str], runtime: Runtime):
+    def run(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
         mix = inputs["audiofile"]
-        source, untouched, sides = extract_first.split(runtime, mix) if extracting(opts) else (mix, None, {})
-        target = _stem(runtime, f"{sep_type}:{opts.get('model_type')}", source, keep,
-                       OVERLAPS.get(opts.get("overlap", "")) if overlap else None)
+        source, untouched, sides = (
+            extract_first.split(runtime, mix)
+            if extract_first is not None and extracting(choice)  # extracting() checks it too; mypy needs it here
+            else (mix, None, {})
+        )
+        target = _stem(
+            runtime,
+            choice.option("model_type"),
+            source,
+            keep,
+            OVERLAPS.get(choice.get("overlap", "")) if overlap else None,
+        )
         out = {names[0]: target, names[1]: source - target, **sides}
         if extract_first and untouched is not None:
             out[extract_first.names[2]] = target + untouched
@@ -145,12 +163,21 @@ def two_stem_recipe(sep_type: int, names: tuple[str, str], *, keep: str | None =
             spec[extract_first.field_name] = [*extract_first.plain, *([extract_first.key] if can_extract else [])]
         return spec
 
-    return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE,
-                  stems=lambda opts: [*names, *(extract_first.names if extracting(opts) else ())])
+    return Recipe(
+        sep_type,
+        run,
+        runnable=runnable,
+        sample_rate=MODEL_RATE,
+        stems=lambda choice: [
+            *names,
+            *(extract_first.names if extract_first is not None and extracting(choice) else ()),
+        ],
+    )
 
 
-def multistem_recipe(sep_type: int, stems: Mapping[str, Sequence[str]],
-                     specialists: Mapping[str, Mapping[str, str]] | None = None) -> Recipe:
+def multistem_recipe(
+    sep_type: int, stems: Mapping[str, Sequence[str]], specialists: Mapping[str, Mapping[str, str]] | None = None
+) -> Recipe:
     """A model whose stems are the outputs, in the model's own order (demucs: drums, bass, other, vocals).
 
     `stems`: option key -> the stems it gives. `specialists`: option key -> stem -> registry entry, for options whose
@@ -158,12 +185,12 @@ def multistem_recipe(sep_type: int, stems: Mapping[str, Sequence[str]],
     """
     specialists = specialists or {}
 
-    def run(inputs: dict[str, np.ndarray], rate: int, opts: dict[str, str], runtime: Runtime):
-        mix, key = inputs["audiofile"], opts.get("model_type", "")
+    def run(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
+        mix, key = inputs["audiofile"], choice.get("model_type", "")
         wanted = stems[key]
         if key in specialists:
             return {s: _stem(runtime, specialists[key][s], mix, s) for s in wanted}, rate
-        out = _separate(runtime, _load(runtime, f"{sep_type}:{key}"), mix)
+        out = _separate(runtime, _load(runtime, choice.option("model_type")), mix)
         missing = [s for s in wanted if s not in out]
         if missing:
             raise ValueError(f"the model gives {sorted(out)}, not {missing}")
@@ -174,32 +201,43 @@ def multistem_recipe(sep_type: int, stems: Mapping[str, Sequence[str]],
         bags = [key for key, members in specialists.items() if _all_loadable(runtime, members.values())]
         return {"add_opt1": [key for key in stems if key in served or key in bags]}
 
-    return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE,
-                  stems=lambda opts: list(stems.get(opts.get("model_type", ""), ())))
+    return Recipe(
+        sep_type,
+        run,
+        runnable=runnable,
+        sample_rate=MODEL_RATE,
+        stems=lambda choice: list(stems.get(choice.get("model_type", ""), ())),
+    )
 
 
 def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Recipe:
     """MVSep's vocal ensembles: the vocals of each member model averaged in the wave domain."""
 
-    def run(inputs: dict[str, np.ndarray], rate: int, opts: dict[str, str], runtime: Runtime):
+    def run(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
         from openmvsep.engine.ensemble import ensemble
 
         mix = inputs["audiofile"]
-        vocals = ensemble([_stem(runtime, name, mix, "vocals") for name in members[opts["model_type"]]], "avg_wave")
+        vocals = ensemble([_stem(runtime, name, mix, "vocals") for name in members[choice["model_type"]]], "avg_wave")
         return {"vocals": vocals, "instrumental": mix - vocals}, rate
 
     def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
         # add_opt1 "1" asks for each member's vocals and max/min_fft too, which MVSep does not name: not offered.
         return {"add_opt1": ["0"], "add_opt2": [key for key, names in members.items() if _all_loadable(runtime, names)]}
 
-    return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE, stems=lambda _o: ["vocals", "instrumental"])
+    return Recipe(
+        sep_type, run, runnable=runnable, sample_rate=MODEL_RATE, stems=lambda _choice: ["vocals", "instrumental"]
+    )
 
 
 def _model_keys(sep_type: int) -> Callable[[Runtime], Mapping[str, Collection[str]]]:
     def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
-        keys = [s.split(":", 1)[1] for e in runtime.registry.entries.values() for s in e.serves
-                if s.split(":", 1)[0] == str(sep_type)]
-        return {"add_opt1": runtime.runnable_keys(sep_type, keys)}
+        keys = [
+            s.split(":", 1)[1]
+            for e in runtime.registry.entries.values()
+            for s in e.serves
+            if s.split(":", 1)[0] == str(sep_type)
+        ]
+        return {"add_opt1": [key for key in keys if runtime.can_serve(f"{sep_type}:{key}")]}
 
     return runnable
 
@@ -209,10 +247,14 @@ DEMUCS_4 = ("drums", "bass", "other", "vocals")
 HTDEMUCS_FT = {stem: f"htdemucs_ft_{stem}" for stem in DEMUCS_4}  # registry entries of the bag's four members
 
 RECIPES: dict[int, Recipe] = {
-    55: Recipe(55, _phantom_centre, runnable={"add_opt1": [DSP_CENTRE_KEY]}, stems=lambda _o: ["center", "wide"]),
+    55: Recipe(55, _phantom_centre, runnable={"add_opt1": [DSP_CENTRE_KEY]}, stems=lambda _choice: ["center", "wide"]),
     68: Recipe(
-        68, _matchering, inputs=("target_audiofile", "reference_audiofile"), chunkable=False, sample_rate=44100,
-        stems=lambda _o: ["result"],
+        68,
+        _matchering,
+        inputs=("target_audiofile", "reference_audiofile"),
+        chunkable=False,
+        sample_rate=44100,
+        stems=lambda _choice: ["result"],
     ),
     40: two_stem_recipe(40, VOCALS, keep="vocals", overlap=True),
     48: two_stem_recipe(48, VOCALS, keep="vocals", overlap=True),
@@ -220,12 +262,19 @@ RECIPES: dict[int, Recipe] = {
     46: two_stem_recipe(46, VOCALS, keep="vocals"),  # a 4-stem SCNet gives its vocals; the rest is the mix minus them
     34: two_stem_recipe(34, ("crowd", "other")),
     47: two_stem_recipe(47, ("dry", "other")),
-    22: two_stem_recipe(22, ("noreverb", "reverb"),
-                        extract_first=ExtractFirst("add_opt2", "extract_type", key="0", plain=("1",))),
-    20: multistem_recipe(20, {"0": DEMUCS_4, "1": DEMUCS_4, "2": (*DEMUCS_4, "guitar", "piano")},
-                         specialists={"0": HTDEMUCS_FT}),
-    26: ensemble_recipe(26, {"3": ("mdx23c_vocals_msst", "bs_roformer_viperx_1297"),
-                             "5": ("mel_band_roformer_kj", "bs_roformer_viperx_1297")}),
+    22: two_stem_recipe(
+        22, ("noreverb", "reverb"), extract_first=ExtractFirst("add_opt2", "extract_type", key="0", plain=("1",))
+    ),
+    20: multistem_recipe(
+        20, {"0": DEMUCS_4, "1": DEMUCS_4, "2": (*DEMUCS_4, "guitar", "piano")}, specialists={"0": HTDEMUCS_FT}
+    ),
+    26: ensemble_recipe(
+        26,
+        {
+            "3": ("mdx23c_vocals_msst", "bs_roformer_viperx_1297"),
+            "5": ("mel_band_roformer_kj", "bs_roformer_viperx_1297"),
+        },
+    ),
 }
 
 

@@ -11,24 +11,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from openmvsep.settings import Settings
+from openmvsep.cli.common import err, open_services
 
 qc_app = typer.Typer(help="The Quality Checker: datasets and scoring.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Datasets that submissions are scored against.", no_args_is_help=True)
 qc_app.add_typer(dataset_app, name="dataset")
 
-err = Console(stderr=True)
 
-
-def _service():  # noqa: ANN202
-    from openmvsep.service.quality import QualityService
-    from openmvsep.store.db import Database
-    from openmvsep.store.storage import make_storage
-    from openmvsep.store.migrate import upgrade
-
-    settings = Settings()
-    upgrade(settings.effective_database_url)
-    return QualityService(Database(settings.effective_database_url), make_storage(settings), settings)
+def _service():
+    return open_services().quality
 
 
 @dataset_app.command("synth")
@@ -49,8 +40,16 @@ def dataset_synth(
         raise typer.Exit(2)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("synthesising", total=tracks)
-        synthesize_dataset(out, tracks=tracks, seconds=seconds, sample_rate=sample_rate, seed=seed, name=name,
-                           dataset_type=dataset_type, progress=lambda done, _: progress.update(task, completed=done))
+        synthesize_dataset(
+            out,
+            tracks=tracks,
+            seconds=seconds,
+            sample_rate=sample_rate,
+            seed=seed,
+            name=name,
+            dataset_type=dataset_type,
+            progress=lambda done, _: progress.update(task, completed=done),
+        )
     err.print(f"{tracks} tracks of {seconds:g} s written to {out}; register it with: openmvsep qc dataset add {out}")
 
 
@@ -76,8 +75,14 @@ def dataset_list() -> None:
     """The datasets this server scores against."""
     table = Table("dataset_type", "name", "stems", "tracks", "rate", "mixtures")
     for d in _service().datasets():
-        table.add_row(str(d["dataset_type"]), d["name"], ", ".join(d["stems"]), str(d["tracks"]),
-                      str(d["sample_rate"]), d["mixtures"])
+        table.add_row(
+            str(d["dataset_type"]),
+            d["name"],
+            ", ".join(d["stems"]),
+            str(d["tracks"]),
+            str(d["sample_rate"]),
+            d["mixtures"],
+        )
     Console().print(table)
 
 
@@ -99,8 +104,9 @@ def score(
         sub = open_submission(submission, data)
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("SDR", total=len(data.songs) * len(sub.stems))
-            scores = score_sdr(data, sub, threads=threads,
-                               progress=lambda done, _: progress.update(task, completed=done))
+            scores = score_sdr(
+                data, sub, threads=threads, progress=lambda done, _: progress.update(task, completed=done)
+            )
             if not sdr_only:
                 task = progress.add_task("metrics", total=len(data.songs))
                 score_metrics(data, sub, scores, progress=lambda done, _: progress.update(task, completed=done))

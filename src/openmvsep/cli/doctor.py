@@ -10,9 +10,10 @@ from __future__ import annotations
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from openmvsep.settings import Settings
 
@@ -81,11 +82,15 @@ def safe_broker_url(url: str) -> str:
 
 def check_executor(settings: Settings) -> Check:
     if settings.executor == "local":
-        return Check("executor", OK, "local: work runs in worker processes that `openmvsep serve` starts on this "
-                                     "machine")
+        return Check(
+            "executor", OK, "local: work runs in worker processes that `openmvsep serve` starts on this machine"
+        )
     if settings.executor == "celery":
-        return Check("executor", OK, f"celery: workers started with `openmvsep worker` take work from "
-                                     f"queue {settings.celery_queue}")
+        return Check(
+            "executor",
+            OK,
+            f"celery: workers started with `openmvsep worker` take work from queue {settings.celery_queue}",
+        )
     return Check("executor", FAIL, f"unknown executor {settings.executor!r}: set OPENMVSEP_EXECUTOR to local or celery")
 
 
@@ -132,41 +137,61 @@ def check_database(settings: Settings, timeout: float) -> tuple[Check, bool]:
     if url.startswith("sqlite"):
         path = Path(url.split(":///", 1)[-1])
         if not path.is_file():  # connecting would create it; doctor only looks
-            return Check("database", WARN, f"no database yet at {path}: `openmvsep db upgrade` (or `serve`) "
-                                           "creates it"), False
+            return Check(
+                "database", WARN, f"no database yet at {path}: `openmvsep db upgrade` (or `serve`) creates it"
+            ), False
     try:
         state = within(timeout + 2, lambda: schema_state(url, timeout))
     except ModuleNotFoundError as e:
-        return Check("database", FAIL, f"{shown}: the driver is not installed ({e.name}): "
-                                       "pip install 'openmvsep[postgres]'"), False
-    except Exception as e:  # noqa: BLE001 - any failure to connect is the finding
-        return Check("database", FAIL, f"cannot reach {shown}: {reason(e)} — start it, create the database, "
-                                       "or set OPENMVSEP_DATABASE_URL"), False
+        return Check(
+            "database", FAIL, f"{shown}: the driver is not installed ({e.name}): pip install 'openmvsep[postgres]'"
+        ), False
+    except Exception as e:
+        return Check(
+            "database",
+            FAIL,
+            f"cannot reach {shown}: {reason(e)} — start it, create the database, or set OPENMVSEP_DATABASE_URL",
+        ), False
     at, head = ", ".join(sorted(state.current)), ", ".join(sorted(state.heads))
     where = f"{state.dialect} at {shown}"
     if not state.current:
         return Check("database", WARN, f"{where}: no schema yet — run `openmvsep db upgrade` once"), False
     if state.unknown:
-        return Check("database", FAIL, f"{where}: schema {at} is newer than this install (head {head}) — "
-                                       "upgrade openmvsep on this machine"), True
+        return Check(
+            "database",
+            FAIL,
+            f"{where}: schema {at} is newer than this install (head {head}) — upgrade openmvsep on this machine",
+        ), True
     if state.current != state.heads:
-        return Check("database", WARN, f"{where}: schema {at}, this install's head is {head} — run "
-                                       "`openmvsep db upgrade` once, before the new version's processes start"), True
+        return Check(
+            "database",
+            WARN,
+            f"{where}: schema {at}, this install's head is {head} — run "
+            "`openmvsep db upgrade` once, before the new version's processes start",
+        ), True
     if state.dialect == "sqlite" and settings.executor == "celery":
-        return Check("database", WARN, f"{where}, schema at head {head}: only workers on this machine can use it "
-                                       "— use PostgreSQL (OPENMVSEP_DATABASE_URL) for workers elsewhere"), True
+        return Check(
+            "database",
+            WARN,
+            f"{where}, schema at head {head}: only workers on this machine can use it "
+            "— use PostgreSQL (OPENMVSEP_DATABASE_URL) for workers elsewhere",
+        ), True
     return Check("database", OK, f"{where}, schema at head {head}"), True
 
 
-def _celery(settings: Settings, timeout: float):  # noqa: ANN202
+def _celery(settings: Settings, timeout: float):
     from openmvsep.runner.celery_app import make_celery
 
     app = make_celery(settings)
     # One try per connection and short socket timeouts: doctor reports an outage, it does not wait it out.
     app.conf.broker_connection_timeout = timeout
     app.conf.broker_connection_retry = False
-    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "max_retries": 1,
-                                         "socket_connect_timeout": timeout, "socket_timeout": timeout}
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "max_retries": 1,
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+    }
     return app
 
 
@@ -177,9 +202,10 @@ def check_broker(settings: Settings, timeout: float) -> tuple[Check, object | No
         app = _celery(settings, timeout)
     except ModuleNotFoundError as e:
         return Check("broker", FAIL, f"celery is not installed ({e.name}): pip install 'openmvsep[celery]'"), None
-    except Exception as e:  # noqa: BLE001 - a malformed URL, an unknown transport
-        return Check("broker", FAIL, f"{shown}: {reason(e)} — set OPENMVSEP_BROKER_URL to redis://... or "
-                                     "amqp://..."), None
+    except Exception as e:
+        return Check(
+            "broker", FAIL, f"{shown}: {reason(e)} — set OPENMVSEP_BROKER_URL to redis://... or amqp://..."
+        ), None
 
     def probe() -> int:
         from openmvsep.runner.celery_app import queued_messages
@@ -190,52 +216,56 @@ def check_broker(settings: Settings, timeout: float) -> tuple[Check, object | No
 
     try:
         queued = within(timeout + 2, probe)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         server = "RabbitMQ" if settings.broker_url.startswith(("amqp", "pyamqp")) else "Redis"
-        return Check("broker", FAIL, f"cannot reach {shown}: {reason(e)} — start {server} or set "
-                                     "OPENMVSEP_BROKER_URL"), None
+        return Check(
+            "broker", FAIL, f"cannot reach {shown}: {reason(e)} — start {server} or set OPENMVSEP_BROKER_URL"
+        ), None
     return Check("broker", OK, f"{shown}, queue {settings.celery_queue}: {queued} message(s) queued"), app
 
 
-def celery_workers(app, queue: str, timeout: float) -> tuple[list[str], int]:  # noqa: ANN001
+def celery_workers(app, queue: str, timeout: float) -> tuple[list[str], int]:
     """(names of the workers consuming `queue`, how many others answered on the same broker)."""
     replies = within(timeout + 2, lambda: app.control.inspect(timeout=timeout).active_queues()) or {}
     ours = sorted(name for name, queues in replies.items() if any(q.get("name") == queue for q in queues or ()))
     return ours, len(replies) - len(ours)
 
 
-def check_workers(settings: Settings, app, timeout: float) -> Check:  # noqa: ANN001
+def check_workers(settings: Settings, app, timeout: float) -> Check:
     if settings.executor != "celery":
         if settings.workers <= 0:
-            return Check("workers", WARN, "`openmvsep serve` starts no worker (OPENMVSEP_WORKERS=0): "
-                                          "queued work waits")
+            return Check("workers", WARN, "`openmvsep serve` starts no worker (OPENMVSEP_WORKERS=0): queued work waits")
         return Check("workers", OK, f"`openmvsep serve` starts {settings.workers} local worker process(es)")
     if app is None:
         return Check("workers", WARN, "not asked: the broker did not answer")
     try:
         ours, others = celery_workers(app, settings.celery_queue, timeout)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return Check("workers", WARN, f"could not ask the workers: {reason(e)}")
     elsewhere = f" ({others} other worker(s) on this broker serve other queues)" if others else ""
     if not ours:
-        return Check("workers", WARN, f"no worker consuming {settings.celery_queue} answered within {timeout:g}s"
-                                      f"{elsewhere} — start `openmvsep worker` on the GPU machines")
+        return Check(
+            "workers",
+            WARN,
+            f"no worker consuming {settings.celery_queue} answered within {timeout:g}s"
+            f"{elsewhere} — start `openmvsep worker` on the GPU machines",
+        )
     return Check("workers", OK, f"{len(ours)} alive: {', '.join(ours)}{elsewhere}")
 
 
 def check_waiting_work(settings: Settings, timeout: float, *, tables_ready: bool, workers: Check | None) -> Check:
     if not tables_ready:
         return Check("waiting work", WARN, "not counted: the database is not ready")
-    from openmvsep.runner.queue import waiting_work
-    from openmvsep.store.db import Database
+    from openmvsep.bootstrap import Services
+    from openmvsep.service.lifecycle import waiting_work
 
-    db = Database(settings.effective_database_url)
+    services = Services(settings)
     try:
-        waiting = within(timeout + 2, lambda: waiting_work(db))
-    except Exception as e:  # noqa: BLE001
+        waiting = within(timeout + 2, lambda: waiting_work(services.db))
+    except Exception as e:
         return Check("waiting work", WARN, f"not counted: {reason(e)}")
     finally:
-        db.dispose()
+        services.close()
     if waiting and workers is not None and workers.status != OK:
         return Check("waiting work", WARN, f"{waiting} piece(s) waiting and no worker to take them")
     return Check("waiting work", OK, f"{waiting} piece(s) waiting")
@@ -243,9 +273,9 @@ def check_waiting_work(settings: Settings, timeout: float, *, tables_ready: bool
 
 def _storage_round_trip(settings: Settings) -> str:
     """Write, read back and delete a probe file; returns where the storage is."""
-    from openmvsep.store.storage import make_storage
+    from openmvsep.bootstrap import Services
 
-    storage = make_storage(settings)
+    storage = Services(settings).storage
     key = f"doctor/{uuid.uuid4().hex}"
     payload = f"openmvsep doctor {key}\n".encode()
     with tempfile.TemporaryDirectory(prefix="openmvsep-doctor-") as folder:
@@ -271,20 +301,35 @@ def check_storage(settings: Settings, timeout: float) -> Check:
         where = within(2 * timeout + 4, lambda: _storage_round_trip(settings))  # three requests on S3
     except ModuleNotFoundError as e:
         return Check("storage", FAIL, f"{e.name} is not installed: pip install 'openmvsep[s3]'")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         if is_s3:
             endpoint = settings.s3_endpoint or "AWS"
-            return Check("storage", FAIL, f"cannot write, read and delete in {settings.storage_url} ({endpoint}): "
-                                          f"{reason(e)} — check the bucket exists, OPENMVSEP_S3_ENDPOINT and the "
-                                          "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY credentials")
-        return Check("storage", FAIL, f"cannot write, read and delete in {settings.storage_dir}: {reason(e)} — "
-                                      "check the directory's permissions and free space, or set OPENMVSEP_STORAGE_URL")
+            return Check(
+                "storage",
+                FAIL,
+                f"cannot write, read and delete in {settings.storage_url} ({endpoint}): "
+                f"{reason(e)} — check the bucket exists, OPENMVSEP_S3_ENDPOINT and the "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY credentials",
+            )
+        return Check(
+            "storage",
+            FAIL,
+            f"cannot write, read and delete in {settings.storage_dir}: {reason(e)} — "
+            "check the directory's permissions and free space, or set OPENMVSEP_STORAGE_URL",
+        )
     if not is_s3 and settings.executor == "celery":
-        return Check("storage", WARN, f"local directory {where}: every API and worker machine must share it "
-                                      "(e.g. NFS), or use s3://bucket/prefix (OPENMVSEP_STORAGE_URL)")
+        return Check(
+            "storage",
+            WARN,
+            f"local directory {where}: every API and worker machine must share it "
+            "(e.g. NFS), or use s3://bucket/prefix (OPENMVSEP_STORAGE_URL)",
+        )
     if not is_s3 and settings.presigned_urls:
-        return Check("storage", WARN, f"local directory {where}: OPENMVSEP_PRESIGNED_URLS needs s3:// storage, "
-                                      "links point at this server")
+        return Check(
+            "storage",
+            WARN,
+            f"local directory {where}: OPENMVSEP_PRESIGNED_URLS needs s3:// storage, links point at this server",
+        )
     links = ", result links presigned" if is_s3 and settings.presigned_urls else ""
     return Check("storage", OK, f"{where}: write, read back and delete work{links}")
 
@@ -300,18 +345,22 @@ def check_gpus(settings: Settings) -> Check:
         return Check("gpus", OK, f"{count}: {names}")
     hint = f" (torch {torch.__version__} is built without CUDA)" if torch.version.cuda is None else ""
     if settings.device.startswith("cuda"):
-        return Check("gpus", FAIL, f"OPENMVSEP_DEVICE is {settings.device} but no GPU is visible{hint} — check the "
-                                   "driver and CUDA_VISIBLE_DEVICES, or set OPENMVSEP_DEVICE=auto")
+        return Check(
+            "gpus",
+            FAIL,
+            f"OPENMVSEP_DEVICE is {settings.device} but no GPU is visible{hint} — check the "
+            "driver and CUDA_VISIBLE_DEVICES, or set OPENMVSEP_DEVICE=auto",
+        )
     return Check("gpus", OK, f"none: CPU{hint}")
 
 
 def check_weights(settings: Settings) -> Check:
-    from openmvsep.engine.recipes import runnable_map
+    from openmvsep.algorithms.recipes import runnable_map
+    from openmvsep.bootstrap import Services
     from openmvsep.engine.weights import WeightsError
-    from openmvsep.runner.worker import engine_runtime
 
     try:
-        runtime = engine_runtime(settings)
+        runtime = Services(settings).runtime
     except WeightsError as e:
         return Check("weights", FAIL, f"{e}")
     entries = list(runtime.registry.entries.values())

@@ -1,0 +1,46 @@
+"""URL inputs in a worker: download the file (SSRF-guarded), then hand it to intake as a real job."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+from openmvsep.errors import UserError
+from openmvsep.net import fetch
+from openmvsep.service import lifecycle
+from openmvsep.service.jobs import JobService, Upload
+from openmvsep.settings import Settings
+from openmvsep.store.db import Database
+from openmvsep.store.files import Storage
+from openmvsep.store.models import RemoteJob
+
+log = logging.getLogger("openmvsep.worker")
+
+
+class DownloadWork:
+    def __init__(self, settings: Settings, db: Database, storage: Storage, jobs: JobService):
+        self.settings, self.db, self.storage, self.jobs = settings, db, storage, jobs
+
+    def run(self, claim: lifecycle.Claim) -> None:
+        with self.db.reader() as s:
+            remote = s.get(RemoteJob, claim.id)
+            assert remote is not None  # the id comes from a claim, and remote_jobs rows are never deleted
+            url, remote_type = remote.url, remote.remote_type
+        scratch = self.storage.scratch_dir()
+        try:
+            fetched = fetch(
+                url,
+                remote_type,
+                scratch,
+                max_bytes=self.settings.remote_max_bytes,
+                timeout=self.settings.remote_timeout_seconds,
+                allow_private=self.settings.remote_allow_private,
+            )
+            self.jobs.finish_remote(claim.id, Upload(fetched.path, fetched.filename))
+        except UserError as e:
+            lifecycle.fail_download(self.db, claim.id, e.message)
+        except Exception as e:
+            log.exception("remote download %s failed", claim.id)
+            lifecycle.fail_download(self.db, claim.id, f"Download failed: {type(e).__name__}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
