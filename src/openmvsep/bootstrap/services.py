@@ -11,7 +11,6 @@ executor, which storage and which database a process gets.
 
 from __future__ import annotations
 
-import logging
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,8 +33,6 @@ from openmvsep.store.storage import make_storage
 
 if TYPE_CHECKING:
     from openmvsep.runner.worker import Worker
-
-log = logging.getLogger("openmvsep.bootstrap")
 
 
 class NoDatabase(UserError):
