@@ -25,6 +25,7 @@ import argparse
 import io
 import json
 import shutil
+import tempfile
 import time
 import zipfile
 from dataclasses import replace
@@ -119,7 +120,7 @@ def main() -> None:
     parser.add_argument("--metrics-tracks", type=int, default=2, help="tracks to time the secondary metrics on")
     parser.add_argument("--full-metrics", action="store_true", help="score every track with every metric")
     parser.add_argument("--museval-seconds", type=float, default=30.0)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/openmvsep-bench-qc"))
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "openmvsep-bench-qc")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
 

@@ -238,7 +238,7 @@ def _bad_zips(dataset_dir: Path) -> dict[str, tuple[bytes, str]]:
     return {
         "not a zip": (b"PK\x03\x04 this is not really a zip", "not a valid zip"),
         "zip slip": (make_zip({**good, "../../etc/evil_vocals.wav": b"x"}), "unsafe path"),
-        "absolute path": (make_zip({**good, "/tmp/x_vocals.wav": b"x"}), "unsafe path"),
+        "absolute path": (make_zip({**good, "/tmp/x_vocals.wav": b"x"}), "unsafe path"),  # ok-path
         "nothing to score": (make_zip({"hello.txt": b"hi"}), "No files to score"),
         "missing track": (make_zip({k: v for k, v in list(good.items())[1:]}), "Missing files for stem vocals"),
         "one sample short": (
