@@ -40,7 +40,6 @@ class JobService:
         notify: Callable[[], None] = lambda: None,
         registry: WeightsRegistry | None = None,
     ):
-        self.db, self.storage, self.settings, self.catalog = db, storage, settings, catalog
         self.notify = notify  # wakes the executor when new work is queued
         self.intake = Intake(db, storage, settings, catalog, registry)
         self.remote = RemoteIntake(self.intake)
