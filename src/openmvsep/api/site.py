@@ -13,15 +13,16 @@ from openmvsep.api.forms import close_uploads, read_form, token_of
 from openmvsep.api.responses import ok
 from openmvsep.service.accounts import user_payload
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.numbers import in_range, is_integer_text
 
 router = APIRouter(prefix="/api")
 
 
-def _int(value: str | None, default: int, *, lo: int = 0, hi: int | None = None) -> int:
-    try:
-        n = int(str(value).strip()) if value not in (None, "") else default
-    except ValueError:
-        n = default
+def _int(name: str, value: str | None, default: int, *, lo: int = 0, hi: int | None = None) -> int:
+    """Lenient as MVSep's pages are (text that is no number means the default), but a number the database cannot
+    hold is a clear 400."""
+    text = str(value).strip() if value is not None else ""
+    n = in_range(name, int(text)) if is_integer_text(text) else default
     n = max(lo, n)
     return min(n, hi) if hi is not None else n
 
@@ -43,7 +44,7 @@ async def algorithms(request: Request, scopes: str = "single_upload"):
 
 @router.get("/app/news")
 def news_list(request: Request, lang: str = "en", start: str = "0", limit: str = "10"):
-    return ok(ctx(request).services.news.list(lang, _int(start, 0), _int(limit, 10, lo=1, hi=20)))
+    return ok(ctx(request).services.news.list(lang, _int("start", start, 0), _int("limit", limit, 10, lo=1, hi=20)))
 
 
 @router.get("/app/queue")
@@ -62,9 +63,11 @@ def queue_summary(request: Request):
 @router.get("/app/demo")
 def demo(request: Request, start: str = "0", limit: str = "10", algorithm_id: str = ""):
     c = ctx(request)
-    sep_type = _int(algorithm_id, -1, lo=-1) if algorithm_id else None
+    sep_type = _int("algorithm_id", algorithm_id, -1, lo=-1) if algorithm_id else None
     rows = c.jobs.queries.demo(
-        _int(start, 0), _int(limit, 10, lo=1, hi=20), sep_type if sep_type is not None and sep_type >= 0 else None
+        _int("start", start, 0),
+        _int("limit", limit, 10, lo=1, hi=20),
+        sep_type if sep_type is not None and sep_type >= 0 else None,
     )
     return ok(c.present.demo(rows))
 
@@ -113,7 +116,7 @@ def user(request: Request):
 @router.get("/app/separation_history")
 def history(request: Request, start: str = "0", limit: str = "10"):
     c = ctx(request)
-    jobs = c.jobs.queries.history(token_of(request), _int(start, 0), _int(limit, 10, lo=1, hi=20))
+    jobs = c.jobs.queries.history(token_of(request), _int("start", start, 0), _int("limit", limit, 10, lo=1, hi=20))
     return ok({"success": True, "data": c.present.history(jobs)})
 
 
@@ -152,7 +155,8 @@ def credit_alert(request: Request):
 async def set_credit_alert(request: Request):
     c, form = await _form(request)
     raw = (form.get("credit_threshold") or "").strip()
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ServiceError("credit_threshold must be a whole number (0 disables the alert)")
+    in_range("credit_threshold", int(raw))
     await run_in_threadpool(c.accounts.set_credit_alert, token_of(request, form), int(raw))
     return ok({"success": True, "data": {"credit_threshold": int(raw)}})

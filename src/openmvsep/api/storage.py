@@ -49,7 +49,11 @@ def download(request: Request, key: str):
     try:
         if isinstance(storage, LocalStorage):
             path = storage.path(key)
-            if not path.is_file():
+            try:
+                found = path.is_file()
+            except OSError:  # a name no file can have (too long for the file system): there is no such file
+                found = False
+            if not found:
                 return error("File not found", 404)
             # FileResponse answers Range requests with 206 and sends Content-Length and Accept-Ranges.
             return FileResponse(path, media_type=content_type(name), filename=None)

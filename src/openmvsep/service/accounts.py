@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import string
@@ -28,6 +29,12 @@ def new_token() -> str:
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash no password matches (made once per process, with the same parameters as real ones)."""
+    return hash_password(secrets.token_urlsafe(32))
 
 
 def password_matches(password_hash: str, password: str) -> bool:
@@ -106,7 +113,9 @@ def login(s: Session, email: str, password: str) -> User:
     if errors:
         raise ValidationFailed(errors)
     user = s.scalar(select(User).where(func.lower(User.email) == email.lower()))
-    if user is None or not password_matches(user.password_hash, password):
+    # An unknown address costs the same argon2 verification as a known one, so that the answer's timing does not
+    # tell which addresses have accounts.
+    if not password_matches(user.password_hash if user is not None else _dummy_hash(), password) or user is None:
         raise ValidationFailed({"email": ["These credentials do not match our records."]})
     return user
 

@@ -23,6 +23,7 @@ from openmvsep.quality.submission import Limits, SubmissionError, open_submissio
 from openmvsep.quality.synth import synthesize_dataset
 from openmvsep.service import accounts
 from openmvsep.service.errors import NotFound, ServiceError
+from openmvsep.service.numbers import parse_int
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.files import Storage
@@ -68,16 +69,6 @@ def dataset_of(row: QcDataset) -> Dataset:
 
 def submission_limits(settings: Settings) -> Limits:
     return Limits(max_members=settings.qc_max_zip_members, max_unpacked_bytes=settings.qc_max_unpacked_bytes)
-
-
-def parse_int(name: str, value: str | None, default: int) -> int:
-    text = (value or "").strip()
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise ServiceError(f"The {name} field must be an integer.") from None
 
 
 class QualityService:
