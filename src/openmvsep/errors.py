@@ -4,6 +4,7 @@
      ├── UserError       permanent: the same request or input fails again; `message` is shown to the user
      │    ├── service.errors.ServiceError    a refusal of the domain, with the HTTP status MVSep uses
      │    ├── engine.audio.AudioError        input that cannot be decoded
+     │    ├── engine.mastering.MasteringError inputs Matchering refuses
      │    ├── engine.runtime.ModelUnavailable a model this server cannot load
      │    └── net.RemoteFetchError           a URL that cannot be fetched
      └── TransientError  the machine, a server or the network failed: another attempt may pass
@@ -13,6 +14,9 @@ a `ServiceError` into MVSep's error shape. Every layer may import this module; i
 """
 
 from __future__ import annotations
+
+# What a user is told of an error that is not theirs to fix (a bug, a machine's failure); the log has the rest.
+INTERNAL = "an internal error on the server (its log has the details)"
 
 
 class OpenmvsepError(Exception):

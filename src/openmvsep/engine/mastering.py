@@ -16,6 +16,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from openmvsep.errors import UserError
+
 with warnings.catch_warnings():
     # matchering 2.0.6 imports scipy.ndimage.filters, deprecated in current SciPy; not our concern.
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -28,7 +30,7 @@ MATCHERING_SAMPLE_RATE = 44100
 _log = logging.getLogger(__name__)
 
 
-class MasteringError(Exception):
+class MasteringError(UserError):
     """The inputs cannot be mastered; the message is meant for the end user."""
 
 

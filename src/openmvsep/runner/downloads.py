@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 
-from openmvsep.errors import UserError
+from openmvsep.errors import INTERNAL, UserError
 from openmvsep.net import fetch
 from openmvsep.service import lifecycle
 from openmvsep.service.jobs import JobService, Upload
@@ -39,8 +39,8 @@ class DownloadWork:
             self.jobs.finish_remote(claim.id, Upload(fetched.path, fetched.filename))
         except UserError as e:
             lifecycle.fail_download(self.db, claim.id, e.message)
-        except Exception as e:
+        except Exception:
             log.exception("remote download %s failed", claim.id)
-            lifecycle.fail_download(self.db, claim.id, f"Download failed: {type(e).__name__}")
+            lifecycle.fail_download(self.db, claim.id, f"Download failed: {INTERNAL}")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -20,9 +20,9 @@ from openmvsep.algorithms.recipes import RECIPES, Recipe
 from openmvsep.engine import audio
 from openmvsep.engine.joins import Chunk, join_chunks
 from openmvsep.engine.runtime import Runtime
+from openmvsep.errors import INTERNAL, UserError
 from openmvsep.service import lifecycle
 from openmvsep.service.catalog import Catalog
-from openmvsep.service.errors import UserError
 from openmvsep.service.naming import output_names
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
@@ -92,11 +92,9 @@ class SeparationWork:
         except UserError as e:  # the same input would fail again: no retry
             if lifecycle.fail_item(self.db, item.id, self.worker, e.message):
                 self._ended(job)
-        except Exception as e:  # another attempt (maybe elsewhere) may pass
+        except Exception:  # another attempt (maybe elsewhere) may pass
             log.exception("job %s: work item %s failed (attempt %s)", job.hash, item.id, claim.attempts)
-            if lifecycle.retry_or_fail_item(
-                self.db, item.id, self.worker, f"{type(e).__name__}: {e}", self.settings.max_attempts
-            ):
+            if lifecycle.retry_or_fail_item(self.db, item.id, self.worker, INTERNAL, self.settings.max_attempts):
                 self._ended(job)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

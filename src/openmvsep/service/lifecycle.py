@@ -351,7 +351,7 @@ def retry_or_fail_item(db: Database, item_id: int, worker: str, reason: str, max
             requeue_item(s, item)
             return False
         attempts = item.attempts
-    return fail_item(db, item_id, worker, f"The separation failed {attempts} times; last error: {reason}")
+    return fail_item(db, item_id, worker, f"The separation failed {attempts} times: {reason}")
 
 
 # ---------------------------------------------------------------------------------------------- downloads
