@@ -24,8 +24,10 @@ def is_public_address(address: IPAddress) -> bool:
     An IPv6 address that carries an IPv4 one reaches that IPv4 host through a relay or translator, so the
     embedded address must pass too: IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), 6to4
     (2002:AABB:CCDD::/16) and Teredo (2001::/32, the client's address inverted in the last 32 bits)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1 itself
+    elif isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.sixtofour, *(address.teredo or ())]
         if address.packed[:12] == bytes(12) and int(address) > 1:  # ::a.b.c.d (not :: or ::1, judged below)
             embedded.append(ipaddress.IPv4Address(address.packed[12:]))
         if any(inner is not None and not is_public_address(inner) for inner in embedded):
