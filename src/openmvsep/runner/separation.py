@@ -20,7 +20,7 @@ from openmvsep.algorithms.recipes import RECIPES, Recipe
 from openmvsep.engine import audio
 from openmvsep.engine.joins import Chunk, join_chunks
 from openmvsep.engine.runtime import Runtime
-from openmvsep.errors import INTERNAL, UserError
+from openmvsep.errors import UserError
 from openmvsep.service import lifecycle
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.naming import output_names
@@ -94,7 +94,7 @@ class SeparationWork:
                 self._ended(job)
         except Exception:  # another attempt (maybe elsewhere) may pass
             log.exception("job %s: work item %s failed (attempt %s)", job.hash, item.id, claim.attempts)
-            if lifecycle.retry_or_fail_item(self.db, item.id, self.worker, INTERNAL, self.settings.max_attempts):
+            if lifecycle.retry_or_fail_item(self.db, item.id, self.worker, self.settings.max_attempts):
                 self._ended(job)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

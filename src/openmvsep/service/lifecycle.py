@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from openmvsep.errors import INTERNAL
 from openmvsep.service import accounts
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.models import Job, Leased, QcEntry, QcScore, RemoteJob, User, WorkItem
@@ -342,16 +343,16 @@ def fail_item(db: Database, item_id: int, worker: str, message: str) -> bool:
         return True
 
 
-def retry_or_fail_item(db: Database, item_id: int, worker: str, reason: str, max_attempts: int) -> bool:
-    """Put the piece back in the queue for another attempt, or fail the job after the last. Returns whether the
-    job failed."""
+def retry_or_fail_item(db: Database, item_id: int, worker: str, max_attempts: int) -> bool:
+    """After an internal error (the worker logged it): put the piece back in the queue for another attempt, or fail
+    the job after the last. Returns whether the job failed."""
     with db.session() as s:
         item = lock_item(s, item_id)
         if _held(item, worker, (WorkStatus.RUNNING,)) and item.attempts < max_attempts:
             requeue_item(s, item)
             return False
         attempts = item.attempts
-    return fail_item(db, item_id, worker, f"The separation failed {attempts} times: {reason}")
+    return fail_item(db, item_id, worker, f"The separation failed {attempts} times: {INTERNAL}")
 
 
 # ---------------------------------------------------------------------------------------------- downloads
