@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openmvsep import __version__
-from openmvsep.api import docs, quality, separation, site, storage
+from openmvsep.api import docs, openapi, quality, separation, site, storage
 from openmvsep.api.context import AppContext, AppServices
 from openmvsep.api.limits import BodyLimit, RateLimit
 from openmvsep.api.request_id import RequestId, request_id_header
@@ -42,6 +42,7 @@ def create_app(services: AppServices) -> FastAPI:
     app.include_router(quality.router)
     app.include_router(storage.router)
     app.include_router(docs.router)  # /docs from files shipped in the package, no CDN
+    openapi.describe(app)  # the form fields each route reads, which FastAPI cannot see
 
     database_was_down = False
 
