@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     qc_default_dataset_tracks: int = 8  # a synthetic dataset made at first start when none is registered; 0: none
     qc_default_dataset_seconds: float = 10.0
 
+    # Prometheus metrics at /metrics (api/metrics.py): off unless enabled; with a token, scrapers send
+    # `Authorization: Bearer <token>`.
+    metrics_enabled: bool = False
+    metrics_token: str = ""
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

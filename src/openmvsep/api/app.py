@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openmvsep import __version__
-from openmvsep.api import docs, openapi, quality, separation, site, storage
+from openmvsep.api import docs, metrics, openapi, quality, separation, site, storage
 from openmvsep.api.context import AppContext, AppServices
 from openmvsep.api.limits import BodyLimit, RateLimit
 from openmvsep.api.request_id import RequestId, request_id_header
@@ -37,6 +37,8 @@ def create_app(services: AppServices) -> FastAPI:
     app = FastAPI(title="openmvsep", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     # A bare Starlette route: FastAPI's parameter machinery would cost more than the query itself.
     app.add_route("/api/separation/get", separation.get, methods=["GET"])
+    app.add_route("/metrics", metrics.metrics, methods=["GET"], include_in_schema=False)
+    app.state.metrics = metrics.Metrics(services)
     app.include_router(separation.router)
     app.include_router(site.router)
     app.include_router(quality.router)
@@ -103,5 +105,6 @@ def create_app(services: AppServices) -> FastAPI:
         },
     )
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(metrics.CountLoginFailures, metrics=app.state.metrics)  # outside the limit: 429s count
     app.add_middleware(RequestId)  # last added is outermost: the limits' own answers carry the id too
     return app

@@ -18,6 +18,7 @@ from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService
+from openmvsep.service.readings import ReadingsService
 from openmvsep.settings import Settings
 from openmvsep.store.files import Storage
 
@@ -48,6 +49,9 @@ class AppServices(Protocol):
 
     @property
     def quality(self) -> QualityService: ...
+
+    @property
+    def readings(self) -> ReadingsService: ...
 
     def start(self) -> None: ...
 

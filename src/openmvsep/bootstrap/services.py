@@ -25,6 +25,7 @@ from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService, ensure_default_dataset
+from openmvsep.service.readings import ReadingsService
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage
@@ -124,6 +125,10 @@ class Services:
     @cached_property
     def quality(self) -> QualityService:
         return QualityService(self.db, self.storage, self.settings, notify=self.notify)
+
+    @cached_property
+    def readings(self) -> ReadingsService:
+        return ReadingsService(self.db, self.settings.lease_seconds)
 
     def notify(self) -> None:
         """New work was queued. A process without an executor (a CLI command, a worker) wakes nobody."""
