@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import time
@@ -17,6 +18,7 @@ from openmvsep.service import lifecycle
 from openmvsep.store.models import QcEntry, QcScore
 
 from conftest import Harness, make_settings
+from processes import postgres_database
 
 TRACKS, SECONDS = 3, 2.0
 
@@ -443,6 +445,31 @@ def test_the_size_settings_bound_uploads(make_harness, dataset_dir: Path):
     h.run_all()
     entry = h.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
     assert entry["status"] == "failed" and "a file may hold at most 40 bytes beside its audio" in entry["msg"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def qc_on_each_database(request, tmp_path, dataset_dir) -> Harness:
+    with contextlib.ExitStack() as stack:
+        url = {} if request.param == "sqlite" else {"database_url": stack.enter_context(postgres_database())}
+        h = Harness(make_settings(tmp_path, qc_secondary_metrics=False, **url))
+        stack.callback(h.ctx.db.dispose)
+        stack.callback(h.close)
+        h.ctx.quality.register_dataset(dataset_dir)
+        yield h
+
+
+def test_entry_ids_are_never_reused(qc_on_each_database: Harness, dataset_dir: Path):
+    """An entry's id is its link: once the newest entry is deleted, the next one must not take its id (SQLite
+    does, without AUTOINCREMENT), or the old link shows someone else's model."""
+    qc = qc_on_each_database
+    token = qc.user()
+    zip_bytes, _ = submission(dataset_dir, {"vocals": 0.1})
+    first, second = (add(qc, token, zip_bytes).json()["data"]["id"] for _ in range(2))
+    r = qc.client.post("/api/quality_checker/delete", data={"id": str(second), "password": "secret-pass"})
+    assert r.json()["success"] is True
+    third = add(qc, token, zip_bytes, algo_name="Someone else's model").json()["data"]["id"]
+    assert third not in (first, second)
+    assert qc.client.get(f"/api/quality_checker/entry?id={second}").status_code == 404
 
 
 def test_bad_forms(qc: Harness, dataset_dir: Path):
