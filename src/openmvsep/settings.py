@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     metrics_enabled: bool = False
     metrics_token: str = ""
 
+    # Quality Checker submissions: what a file may hold beside its samples (headers, tags, cover art, padding).
+    # Bounds each file's declared size at upload (with its track's samples at the widest format) and what a worker
+    # reads of a file's headers before its audio; a file holding more is refused.
+    qc_max_header_bytes: int = 1024**2
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

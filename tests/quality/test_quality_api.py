@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import struct
+import time
 import zipfile
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from openmvsep.service import lifecycle
 from openmvsep.store.models import QcEntry, QcScore
 
 from conftest import Harness, make_settings
+from processes import postgres_database
 
 TRACKS, SECONDS = 3, 2.0
 
@@ -228,6 +232,7 @@ def test_liberal_layouts_score_the_same(sdr_only: Harness, dataset_dir: Path):
 
 
 def _bad_zips(dataset_dir: Path) -> dict[str, tuple[bytes, str]]:
+    """Zips refused by the add request itself, from their directory alone."""
     names = songs(dataset_dir)
     good = {f"{s}_vocals.wav": wav(reference(dataset_dir, s, "vocals")) for s in names}
     ref0 = reference(dataset_dir, names[0], "vocals")
@@ -241,6 +246,17 @@ def _bad_zips(dataset_dir: Path) -> dict[str, tuple[bytes, str]]:
         "absolute path": (make_zip({**good, "/tmp/x_vocals.wav": b"x"}), "unsafe path"),  # ok-path
         "nothing to score": (make_zip({"hello.txt": b"hi"}), "No files to score"),
         "missing track": (make_zip({k: v for k, v in list(good.items())[1:]}), "Missing files for stem vocals"),
+        "duplicate": (make_zip({**good, f"x/{names[0]}_vocals.flac": wav(ref0, fmt="FLAC")}), "Duplicate"),
+        "zip bomb": (bomb.getvalue(), "zip bomb"),
+    }
+
+
+def _bad_audio(dataset_dir: Path) -> dict[str, tuple[bytes, str]]:
+    """Zips whose directory is fine but whose audio is not: the worker fails the entry with MVSep's message."""
+    names = songs(dataset_dir)
+    good = {f"{s}_vocals.wav": wav(reference(dataset_dir, s, "vocals")) for s in names}
+    ref0 = reference(dataset_dir, names[0], "vocals")
+    return {
         "one sample short": (
             make_zip({**good, f"{names[0]}_vocals.wav": wav(ref0[:-1])}),
             "Different shapes for wav file",
@@ -248,8 +264,10 @@ def _bad_zips(dataset_dir: Path) -> dict[str, tuple[bytes, str]]:
         "wrong rate": (make_zip({**good, f"{names[0]}_vocals.wav": wav(ref0, 48000)}), "Different sample rate"),
         "mono": (make_zip({**good, f"{names[0]}_vocals.wav": wav(ref0[:, :1])}), "Different number of channels"),
         "not audio": (make_zip({**good, f"{names[0]}_vocals.wav": b"RIFF garbage"}), "Can't read audio file"),
-        "duplicate": (make_zip({**good, f"x/{names[0]}_vocals.flac": wav(ref0, fmt="FLAC")}), "Duplicate"),
-        "zip bomb": (bomb.getvalue(), "zip bomb"),
+        "truncated": (
+            make_zip({**good, f"{names[0]}_vocals.wav": good[f"{names[0]}_vocals.wav"][:-1000]}),
+            "Different shapes for wav file",
+        ),
     }
 
 
@@ -262,6 +280,196 @@ def test_bad_uploads_get_mvsep_errors_and_leave_nothing(qc: Harness, dataset_dir
         assert body["success"] is False and message in body["message"], (case, body)
         assert body["errors"] == [body["message"]] and body["data"]["message"] == body["message"]
         assert nothing_left(qc), case
+
+
+def test_bad_audio_fails_its_entry_with_mvsep_errors(qc: Harness, dataset_dir: Path):
+    """The add request reads no audio; the worker does, and a file that does not fit fails the entry."""
+    token = qc.user()
+    for case, (data, message) in _bad_audio(dataset_dir).items():
+        r = add(qc, token, data)
+        assert r.status_code == 200, (case, r.text)
+        entry_id = r.json()["data"]["id"]
+        assert qc.run_all() == 1, case
+        entry = qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
+        assert entry["status"] == "failed" and entry["proc"] == 3 and message in entry["msg"], (case, entry)
+        assert qc.client.get("/api/quality_checker/leaderboard?dataset_type=0").json()["data"] == []
+        assert not (qc.ctx.storage.root / "qc" / f"{entry_id}.zip").exists(), case  # dropped with the failure
+
+
+class _Zeros:
+    """`total` zero bytes in 1 MiB pieces, then `tail` (incompressible bytes that keep the zip's ratio honest)."""
+
+    def __init__(self, total: int, tail: bytes = b""):
+        self.total, self.tail = total, tail
+        self.size = total + len(tail)
+        assert self.size % 2 == 0  # RIFF chunks are word-aligned
+
+    def __iter__(self):
+        piece = bytes(1024**2)
+        for _ in range(self.total // len(piece)):
+            yield piece
+        yield bytes(self.total % len(piece))
+        yield self.tail
+
+
+def padded_wav_into(z: zipfile.ZipFile, name: str, samples: np.ndarray, chunk: bytes, padding: _Zeros) -> None:
+    """A valid 16-bit WAV holding a `chunk` chunk of `padding` before its samples, streamed into `z` (the padding
+    is never in memory whole)."""
+    pad_bytes = padding.size
+    data = samples.astype("<i2").tobytes()
+    channels = samples.shape[1]
+    fmt = struct.pack("<HHIIHH", 1, channels, 44100, 44100 * channels * 2, channels * 2, 16)
+    with z.open(name, "w") as f:
+        f.write(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + pad_bytes + 8 + len(data)) + b"WAVE")
+        f.write(b"fmt " + struct.pack("<I", len(fmt)) + fmt)
+        f.write(chunk + struct.pack("<I", pad_bytes))
+        for part in padding:
+            f.write(part)
+        f.write(b"data" + struct.pack("<I", len(data)) + data)
+
+
+@pytest.fixture
+def expanded(monkeypatch) -> list[int]:
+    """Bytes decompressed out of zip members, counted where zipfile hands them out (seeks read through it too)."""
+    count = [0]
+    read = zipfile.ZipExtFile.read
+
+    def counting_read(self, n=-1):
+        data = read(self, n)
+        count[0] += len(data)
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
+    return count
+
+
+def padded_submission(dataset_dir: Path, path: Path, padding: _Zeros) -> Path:
+    """Vocals for every track, deflated; the first track's file also holds a `JUNK` chunk of `padding`."""
+    names = songs(dataset_dir)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for i, song in enumerate(names):
+            est = noisy(reference(dataset_dir, song, "vocals"), 0.1, i)
+            if i == 0:
+                padded_wav_into(z, f"{song}_vocals.wav", est, b"JUNK", padding)
+            else:
+                z.writestr(f"{song}_vocals.wav", wav(est))
+    return path
+
+
+def test_a_padded_zip_bomb_is_refused_by_the_add_request_without_expanding_it(
+    qc: Harness, dataset_dir: Path, tmp_path: Path, expanded: list[int]
+):
+    """300 MB of zeros in a WAV's padding chunk deflate to almost nothing; 4 MB of noise beside them keep the
+    zip's compression ratio below any ratio check (the report: a 15 MB zip of 1.06 GB cost 6.6 s of API CPU)."""
+    rng = np.random.default_rng(0)
+    bomb = padded_submission(dataset_dir, tmp_path / "bomb.zip", _Zeros(300 * 1024**2, rng.bytes(4 * 1024**2)))
+    with zipfile.ZipFile(bomb) as z:
+        unpacked, packed = sum(i.file_size for i in z.infolist()), sum(i.compress_size for i in z.infolist())
+    assert unpacked > 300 * 1024**2 and unpacked < 100 * packed  # not a ratio a ratio check refuses
+    token = qc.user()
+    started = time.perf_counter()
+    r = add(qc, token, bomb.read_bytes())
+    elapsed = time.perf_counter() - started
+    assert r.status_code == 400, r.text
+    message = r.json()["message"]
+    assert f"{songs(dataset_dir)[0]}_vocals.wav unpacks to" in message and "zip bomb" in message
+    assert expanded[0] == 0  # the request read the zip's directory, nothing else
+    assert elapsed < 2.0
+    assert nothing_left(qc)
+
+
+def test_a_padding_chunk_is_refused_by_the_worker_without_expanding_it(
+    sdr_only: Harness, dataset_dir: Path, tmp_path: Path, expanded: list[int]
+):
+    """Padding small enough for the add request's size bound, but more than a file may hold beside its audio:
+    the worker refuses it having read headers only, and the entry says why."""
+    qc = sdr_only
+    padded = padded_submission(dataset_dir, tmp_path / "padded.zip", _Zeros(2 * 1024**2))
+    r = add(qc, qc.user(), padded.read_bytes())
+    assert r.status_code == 200, r.text
+    assert expanded[0] == 0
+    entry_id = r.json()["data"]["id"]
+    assert qc.run_all() == 1
+    entry = qc.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
+    assert entry["status"] == "failed", entry
+    assert entry["msg"] == (
+        f"{songs(dataset_dir)[0]}_vocals.wav holds a 'JUNK' chunk of {2 * 1024**2} bytes before its audio; "
+        f"a file may hold at most {1024**2} bytes beside its audio (headers, tags, padding)"
+    )
+    assert expanded[0] < 64 * 1024  # headers, not the padding nor any file's samples
+
+
+@pytest.mark.parametrize(
+    "container, subtype",
+    [
+        ("WAV", "PCM_24"),
+        ("WAV", "FLOAT"),
+        ("WAV", "DOUBLE"),
+        ("RF64", "PCM_16"),
+        ("FLAC", "PCM_24"),
+        ("FLAC", "PCM_S8"),
+    ],
+)
+def test_every_sample_format_fits_the_size_bounds(dataset_dir: Path, tmp_path: Path, container: str, subtype: str):
+    """Honest files of any format a submitter writes, tags included, pass both stages' bounds."""
+    from openmvsep.quality.datasets import load_dataset
+    from openmvsep.quality.submission import check_upload, open_submission
+
+    dataset = load_dataset(dataset_dir)
+    path = tmp_path / "entry.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for song in songs(dataset_dir):
+            buf = io.BytesIO()
+            with sf.SoundFile(buf, "w", 44100, 2, subtype=subtype, format=container) as f:
+                f.title, f.comment = "My model", "x" * 2000  # a tags chunk (WAV) or block (FLAC)
+                f.write(reference(dataset_dir, song, "vocals"))
+            z.writestr(f"{song}_vocals.{'flac' if container == 'FLAC' else 'wav'}", buf.getvalue())
+    assert check_upload(path, dataset) == ("vocals",)
+    assert open_submission(path, dataset).stems == ("vocals",)
+
+
+def test_the_size_settings_bound_uploads(make_harness, dataset_dir: Path):
+    zip_bytes, _ = submission(dataset_dir, {"vocals": 0.1})
+    for setting, message in (
+        ({"qc_max_unpacked_bytes": 100_000}, "The zip file unpacks to"),
+        ({"qc_max_zip_members": 2}, "too many files"),
+    ):
+        h = make_harness(**setting)
+        h.ctx.quality.register_dataset(dataset_dir)
+        r = add(h, h.user(), zip_bytes)
+        assert r.status_code == 400 and message in r.json()["message"], (setting, r.text)
+        assert nothing_left(h)
+    h = make_harness(qc_max_header_bytes=40, qc_secondary_metrics=False)  # less than a WAV's 44-byte header
+    h.ctx.quality.register_dataset(dataset_dir)
+    entry_id = add(h, h.user(), zip_bytes).json()["data"]["id"]
+    h.run_all()
+    entry = h.client.get(f"/api/quality_checker/entry?id={entry_id}").json()["data"]
+    assert entry["status"] == "failed" and "a file may hold at most 40 bytes beside its audio" in entry["msg"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def qc_on_each_database(request, tmp_path, dataset_dir) -> Harness:
+    with contextlib.ExitStack() as stack:
+        url = {} if request.param == "sqlite" else {"database_url": stack.enter_context(postgres_database())}
+        h = Harness(make_settings(tmp_path, qc_secondary_metrics=False, **url))
+        stack.callback(h.ctx.db.dispose)
+        stack.callback(h.close)
+        h.ctx.quality.register_dataset(dataset_dir)
+        yield h
+
+
+def test_entry_ids_are_never_reused(qc_on_each_database: Harness, dataset_dir: Path):
+    """An entry's id is its link: once the newest entry is deleted, the next one must not take its id (SQLite
+    does, without AUTOINCREMENT), or the old link shows someone else's model."""
+    qc = qc_on_each_database
+    token = qc.user()
+    zip_bytes, _ = submission(dataset_dir, {"vocals": 0.1})
+    first, second = (add(qc, token, zip_bytes).json()["data"]["id"] for _ in range(2))
+    r = qc.client.post("/api/quality_checker/delete", data={"id": str(second), "password": "secret-pass"})
+    assert r.json()["success"] is True
+    third = add(qc, token, zip_bytes, algo_name="Someone else's model").json()["data"]["id"]
+    assert third not in (first, second)
+    assert qc.client.get(f"/api/quality_checker/entry?id={second}").status_code == 404
 
 
 def test_bad_forms(qc: Harness, dataset_dir: Path):
@@ -337,16 +545,6 @@ def test_metrics_without_the_log_wmse_filter(sdr_only: Harness, dataset_dir: Pat
     assert entry["status"] == "done"
     assert "log_wmse" not in entry["metrics"]["vocals"] and "aura_mrstft" in entry["metrics"]["vocals"]
     assert any(w.startswith("log_wmse was not computed: log_wmse needs") for w in entry["warnings"])
-
-
-def test_truncated_audio_is_refused(qc: Harness, dataset_dir: Path):
-    """A WAV whose data stops before its header says: refused at upload, never scored as shorter audio."""
-    names = songs(dataset_dir)
-    files = {f"{s}_vocals.wav": wav(reference(dataset_dir, s, "vocals")) for s in names}
-    files[f"{names[0]}_vocals.wav"] = files[f"{names[0]}_vocals.wav"][:-1000]
-    r = add(qc, qc.user(), make_zip(files))
-    assert r.status_code == 400 and "Different shapes for wav file" in r.json()["message"]
-    assert nothing_left(qc)
 
 
 def test_janitor_drops_zips_of_entries_that_ended_without_their_worker(sdr_only: Harness, dataset_dir: Path):

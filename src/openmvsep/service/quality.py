@@ -1,8 +1,8 @@
 """Quality Checker entries: datasets, submissions, the queue, leaderboards, deletion.
 
-The API and the CLI call this; scoring itself runs in a worker (runner/quality_work.py). A submission is checked
-completely (zip structure, names, every file's header) before anything is written, so a refused upload leaves
-no row and no file.
+The API and the CLI call this; scoring itself runs in a worker (runner/quality_work.py). An upload's zip directory
+is checked (names, completeness, declared sizes) before anything is written, so a refused upload leaves no row
+and no file; reading the audio (layouts, headers, samples) is the worker's, which fails the entry with a message.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from openmvsep.quality.datasets import Dataset, Song, load_dataset, write_mixtures_zip
 from openmvsep.quality.names import ALL_METRICS
-from openmvsep.quality.submission import Limits, SubmissionError, open_submission
+from openmvsep.quality.submission import Limits, SubmissionError, check_upload
 from openmvsep.quality.synth import synthesize_dataset
 from openmvsep.service import accounts
 from openmvsep.service.errors import NotFound, ServiceError
@@ -68,7 +68,11 @@ def dataset_of(row: QcDataset) -> Dataset:
 
 
 def submission_limits(settings: Settings) -> Limits:
-    return Limits(max_members=settings.qc_max_zip_members, max_unpacked_bytes=settings.qc_max_unpacked_bytes)
+    return Limits(
+        max_members=settings.qc_max_zip_members,
+        max_unpacked_bytes=settings.qc_max_unpacked_bytes,
+        max_header_bytes=settings.qc_max_header_bytes,
+    )
 
 
 class QualityService:
@@ -173,8 +177,8 @@ class QualityService:
                 raise ServiceError("The password may not be greater than 255 characters.")
             dataset_row = self._dataset(s, req.dataset_type)
             dataset = dataset_of(dataset_row)
-        try:
-            submission = open_submission(zip_path, dataset, submission_limits(self.settings))
+        try:  # the zip's directory only: the worker decodes the audio (runner/quality_work.py)
+            stems = check_upload(zip_path, dataset, submission_limits(self.settings))
         except SubmissionError as e:
             raise ServiceError(str(e)) from None
         now = utcnow()
@@ -186,7 +190,7 @@ class QualityService:
                 main_text=req.main_text.strip(),
                 ensemble=req.ensemble,
                 password_hash=accounts.hash_password(req.password) if req.password else None,
-                stems=list(submission.stems),
+                stems=list(stems),
                 status=EntryStatus.WAITING,
                 msg="",
                 created_at=now,

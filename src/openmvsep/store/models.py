@@ -188,6 +188,10 @@ class QcEntry(Leased, Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     scored_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
+    # An entry's id is its public link: SQLite must never give a deleted entry's id to a new one, which it does
+    # for the newest row unless the table is AUTOINCREMENT (PostgreSQL's sequences never repeat).
+    __table_args__ = {"sqlite_autoincrement": True}
+
 
 class QcScore(Base):
     """One mean score of an entry (stem × metric), a row of its own so the leaderboard sorts in SQL."""
