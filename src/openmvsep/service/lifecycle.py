@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from openmvsep.errors import INTERNAL
-from openmvsep.service import accounts
+from openmvsep.service import accounts, webhooks
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.models import Job, Leased, QcEntry, QcScore, RemoteJob, User, WorkItem
 from openmvsep.store.status import JOB_FINISHED, EntryStatus, JobStatus, RemoteStatus, WorkStatus
@@ -295,6 +295,7 @@ def fail_job(s: Session, job: Job, message: str) -> None:
         user = s.get(User, job.user_id)
         if user is not None:
             accounts.change_credits(s, user, job.credits_charged, "refund", job_id=job.id)
+    webhooks.queue_event(s, job)  # in this transaction: the event exists exactly when the failure does
     log.info("job %s: failed: %s", job.hash, message)
 
 
@@ -329,6 +330,7 @@ def complete_item(db: Database, item_id: int, worker: str, files: list[dict] | N
             return False
         job.status, job.files = JobStatus.DONE, files
         job.finished_at = job.updated_at = utcnow()
+        webhooks.queue_event(s, job)
         log.info("job %s: done (%d file(s))", job.hash, len(files))
         return True
 
