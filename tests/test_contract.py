@@ -486,7 +486,7 @@ def test_create_ignores_unknown_fields_and_query_params(h):
             "output_format": "0",
             "is_demo": "0",
             "is_algo": "0",
-            "webhook_url": "http://127.0.0.1:9/hook",
+            "webhook_url": "https://receiver.invalid/hook",
             "send_mail_on_error": "1",
             "preset_id": "7",
             "remote_type": "direct",

@@ -190,6 +190,7 @@ def test_serve_json_logs_request_ids_and_access_log(tmp_path):
         OPENMVSEP_LOG_LEVEL="INFO",
         OPENMVSEP_ACCESS_LOG="true",
         OPENMVSEP_MAX_UPLOAD_BYTES=str(500_000),
+        OPENMVSEP_REMOTE_ALLOW_PRIVATE="true",  # the webhook below goes to 127.0.0.1:9, where nothing listens
     )
     try:
         status, headers = _headers(server, "/health", "-H", "X-Request-ID: abc-123")
@@ -214,7 +215,8 @@ def test_serve_json_logs_request_ids_and_access_log(tmp_path):
         )
         assert (status, headers["x-request-id"]) == (413, "too-big")
 
-        # A worker process logs in the same format, under its name: a job whose webhook is refused (loopback).
+        # A worker process logs in the same format, under its name (its claim); the serve process's webhook sender
+        # logs the failed delivery (nothing listens on port 9).
         token = server.cli("user", "create", "--email", "log@example.com", "--password", "password123")
         song = tmp_path / "a.wav"
         sf.write(song, stereo_mix(1.0).T, 44100)
@@ -247,9 +249,12 @@ def test_serve_json_logs_request_ids_and_access_log(tmp_path):
     assert '"GET /health HTTP/1.1" 200' in by_id["abc-123"]
     assert '"GET /api/no/such/route HTTP/1.1" 404' in by_id["four-oh-four"]
     assert '"POST /api/separation/create HTTP/1.1" 413' in by_id["too-big"]
+    claimed = next(line for line in lines if "claimed by" in line["message"])
+    assert claimed["logger"] == "openmvsep.jobs" and claimed["level"] == "INFO"
+    assert claimed["process"].startswith("local:") and claimed["request_id"] == "-"
     webhook = next(line for line in lines if "webhook" in line["message"])
     assert webhook["logger"] == "openmvsep.webhooks" and webhook["level"] == "WARNING"
-    assert webhook["process"].startswith("local:") and webhook["request_id"] == "-"
+    assert not webhook["process"].startswith("local:") and webhook["request_id"] == "-"  # sent by serve, not a worker
 
 
 @needs_curl

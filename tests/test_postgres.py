@@ -108,8 +108,12 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(pg_url):
     import sys
     from pathlib import Path
 
+    from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine, text
 
+    from openmvsep.store.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config(pg_url)).get_current_head()
     cli = str(Path(sys.executable).parent / "openmvsep")
     env = {**os.environ, "OPENMVSEP_DATABASE_URL": pg_url}
     procs = [
@@ -127,3 +131,24 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(pg_url):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
     engine.dispose()
+
+
+def test_webhook_outbox_claims_once_on_postgres(tmp_path, pg_url):
+    """Two senders (as in two API processes) never hold one event; the job's end wrote it."""
+    from openmvsep.service import webhooks
+    from openmvsep.store.models import WebhookEvent
+
+    h = Harness(make_settings(tmp_path, database_url=pg_url, webhook_senders=0))
+    try:
+        token = h.user()
+        h.create(token, wav_bytes(stereo_mix(1.0)), webhook_url="https://receiver.invalid/hook")
+        h.run_all()
+        first = webhooks.claim_due(h.ctx.db, "api-1", lease_seconds=60, max_attempts=3)
+        assert first is not None and first.event_type == "separation.done"
+        assert webhooks.claim_due(h.ctx.db, "api-2", lease_seconds=60, max_attempts=3) is None
+        webhooks.record_delivered(h.ctx.db, first, "api-1", {"hash": first.job_hash}, 204)
+        with h.ctx.db.reader() as s:
+            event = s.scalars(select(WebhookEvent)).one()
+        assert event.status == "delivered" and event.last_status == 204 and event.attempts == 1
+    finally:
+        h.close()

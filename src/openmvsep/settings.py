@@ -100,6 +100,21 @@ class Settings(BaseSettings):
     # reads of a file's headers before its audio; a file holding more is refused.
     qc_max_header_bytes: int = 1024**2
 
+    # Webhooks: a job's end writes an event to the webhook outbox; API processes (never the separation workers)
+    # deliver it, with retries, under the address policy of URL inputs (remote_allow_private).
+    webhook_timeout_seconds: float = 10.0  # per connect/read of one delivery attempt
+    webhook_max_attempts: int = 5  # a receiver that fails this often gets no more tries
+    webhook_retry_seconds: float = 10.0  # wait before the second attempt; it doubles for each further one
+    webhook_poll_seconds: float = 1.0  # how often each sender looks for due events
+    webhook_senders: int = 2  # delivery threads per API process: one slow receiver does not hold up the others
+    webhook_lease_seconds: float = 120.0  # an event being sent is another sender's after this long (a crash)
+
+    # URL downloads: one slow server must not hold a worker. Checked whenever bytes arrive; a silent server is
+    # cut off by remote_timeout_seconds (per read).
+    remote_deadline_seconds: float = 600.0  # the whole download, from the first request to the last byte
+    remote_min_bytes_per_second: int = 16 * 1024  # over each window below; 0 disables
+    remote_rate_window_seconds: float = 30.0
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

@@ -19,7 +19,10 @@ from openmvsep.algorithms.recipes import runnable_map
 from openmvsep.engine.cache import ModelCache
 from openmvsep.engine.runtime import Runtime
 from openmvsep.errors import UserError
+from openmvsep.presenters.jobs import JobPresenter
+from openmvsep.presenters.links import Links
 from openmvsep.runner.executor import Executor, make_executor
+from openmvsep.runner.webhooks import WebhookSenders
 from openmvsep.service.accounts import AccountService
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
@@ -130,6 +133,12 @@ class Services:
     def readings(self) -> ReadingsService:
         return ReadingsService(self.db, self.settings.lease_seconds)
 
+    @cached_property
+    def webhook_senders(self) -> WebhookSenders:
+        """The outbox's senders: API processes deliver webhooks, separation workers never do."""
+        present = JobPresenter(self.catalog, Links(self.settings, self.storage))
+        return WebhookSenders(self.settings, self.db, self.jobs, present)
+
     def notify(self) -> None:
         """New work was queued. A process without an executor (a CLI command, a worker) wakes nobody."""
         if "executor" in self.__dict__ or self._executor is not None:
@@ -154,11 +163,13 @@ class Services:
 
     def start(self) -> None:
         """What an API process does before it answers: the schema, scratch left by a killed process, the
-        default Quality Checker dataset, and the executor's workers."""
+        default Quality Checker dataset, the executor's workers, and the webhook senders (whatever the executor:
+        every API process delivers the outbox's events)."""
         self.ensure_database(create=True)
         self.storage.sweep_dead_scratch()  # uploads a killed process was receiving
         ensure_default_dataset(self.quality)
         self.executor.start()
+        self.webhook_senders.start()
 
     def database_answers(self) -> None:
         """One `SELECT 1` (the health check); raises whatever the driver raises."""
@@ -166,6 +177,8 @@ class Services:
             conn.exec_driver_sql("SELECT 1")
 
     def close(self) -> None:
+        if "webhook_senders" in self.__dict__:
+            self.webhook_senders.stop()
         if "executor" in self.__dict__:
             self.executor.stop()
         if "db" in self.__dict__:

@@ -16,6 +16,7 @@ from pathlib import Path
 from openmvsep.net.errors import RemoteFetchError
 from openmvsep.net.files import CHUNK_BYTES, FetchedFile, safe_filename, too_large, write_chunks
 from openmvsep.net.links import b64url_decode, parse_mega_link
+from openmvsep.net.pace import Pace
 from openmvsep.net.pinned import PinnedHttp, to_httpx_url
 
 DEFAULT_MEGA_API_URL = "https://g.api.mega.co.nz/cs"
@@ -112,7 +113,9 @@ def _filename(aes_key: bytes, encrypted_attributes: str) -> str:
     return safe_filename(name if isinstance(name, str) else None)
 
 
-def fetch_mega(http: PinnedHttp, link_url: str, dest_dir: Path, max_bytes: int, api_url: str) -> FetchedFile:
+def fetch_mega(
+    http: PinnedHttp, link_url: str, dest_dir: Path, max_bytes: int, api_url: str, pace: Pace | None = None
+) -> FetchedFile:
     """Download and decrypt the file of a MEGA file link into dest_dir."""
     link = parse_mega_link(link_url)
     Cipher, algorithms, modes = _aes_primitives()  # fail before any network work when it is missing
@@ -128,7 +131,7 @@ def fetch_mega(http: PinnedHttp, link_url: str, dest_dir: Path, max_bytes: int, 
             raise RemoteFetchError(f"the MEGA file server answered HTTP {status}")
         decryptor = Cipher(algorithms.AES(aes_key), modes.CTR(counter_block)).decryptor()
         return write_chunks(
-            response.iter_bytes(CHUNK_BYTES),
+            (pace or Pace()).paced(response.iter_bytes()),
             dest_dir,
             filename,
             max_bytes,

@@ -6,9 +6,8 @@ then goes to exactly that checked address, so a second, different DNS answer can
 (httpcore's `sni_hostname` request extension), so certificates are checked as usual. Redirects
 are followed here, hop by hop, with the same check on every hop.
 
-Not covered: DNS resolution itself has no timeout of its own (it uses the system resolver), and
-there is no overall deadline — `timeout` bounds each connect/read, so a server trickling bytes
-slowly is only stopped by the caller's size limit.
+Not covered here: DNS resolution itself has no timeout of its own (it uses the system resolver), and
+`timeout` bounds each connect/read only; a download's overall deadline and minimum rate are pace.py's.
 """
 
 from __future__ import annotations

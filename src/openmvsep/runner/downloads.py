@@ -6,7 +6,7 @@ import logging
 import shutil
 
 from openmvsep.errors import INTERNAL, UserError
-from openmvsep.net import fetch
+from openmvsep.net import Pace, fetch
 from openmvsep.service import lifecycle
 from openmvsep.service.jobs import JobService, Upload
 from openmvsep.settings import Settings
@@ -35,6 +35,11 @@ class DownloadWork:
                 max_bytes=self.settings.remote_max_bytes,
                 timeout=self.settings.remote_timeout_seconds,
                 allow_private=self.settings.remote_allow_private,
+                pace=Pace(
+                    self.settings.remote_deadline_seconds,
+                    self.settings.remote_min_bytes_per_second,
+                    self.settings.remote_rate_window_seconds,
+                ),
             )
             self.jobs.finish_remote(claim.id, Upload(fetched.path, fetched.filename))
         except UserError as e:

@@ -52,11 +52,9 @@ class SeparationWork:
         storage: Storage,
         runtime: Runtime,
         catalog: Catalog,
-        on_finished: Callable[[str], None],
     ):
         self.worker, self.settings, self.db, self.storage = worker, settings, db, storage
         self.runtime, self.catalog = runtime, catalog
-        self.on_finished = on_finished  # called with the job's hash when this worker ended the job
 
     def run_piece(self, claim: lifecycle.Claim) -> None:
         """A whole input (its outputs end the job) or one chunk of a long one (stored for the merge)."""
@@ -104,8 +102,9 @@ class SeparationWork:
             self._ended(job)
 
     def _ended(self, job: Job) -> None:
+        """This worker ended the job: its chunk files are of no more use. (Its webhook event was written with the
+        job's end; the API processes send it, so no worker waits on a receiver.)"""
         self.storage.delete_prefix(f"work/{job.id}")
-        self.on_finished(job.hash)
 
     # ---------------------------------------------------------------- separating
 

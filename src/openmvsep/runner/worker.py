@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable
 
 from openmvsep.engine.runtime import Runtime
-from openmvsep.presenters.jobs import JobPresenter
-from openmvsep.presenters.links import Links
 from openmvsep.runner.downloads import DownloadWork
 from openmvsep.runner.quality_work import QualityWork
 from openmvsep.runner.separation import SeparationWork
@@ -21,11 +19,9 @@ from openmvsep.service import lifecycle
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
 from openmvsep.service.quality import QualityService
-from openmvsep.service.webhooks import send_webhook
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage
-from openmvsep.store.models import Job
 
 log = logging.getLogger("openmvsep.worker")
 
@@ -45,8 +41,7 @@ class Worker:
     ):
         self.name, self.settings, self.db, self.storage = name, settings, db, storage
         self.runtime, self.catalog, self.jobs = runtime, catalog, jobs
-        self.present = JobPresenter(catalog, Links(settings, storage))
-        separation = SeparationWork(name, settings, db, storage, runtime, catalog, on_finished=self._job_ended)
+        separation = SeparationWork(name, settings, db, storage, runtime, catalog)
         scoring = QualityWork(name, settings, db, storage, quality)
         self.handlers: dict[str, Callable[[lifecycle.Claim], None]] = {
             "remote": DownloadWork(settings, db, storage, jobs).run,
@@ -81,11 +76,3 @@ class Worker:
                 lifecycle.extend_lease(self.db, claim, self.name, self.settings.lease_seconds)
             except Exception:  # a missed beat only shortens the lease; the next one retries
                 log.exception("heartbeat failed")
-
-    def _job_ended(self, hash_value: str) -> None:
-        """A job this worker ended (done or failed): tell its webhook, if it has one."""
-        with self.db.reader() as s:
-            url = s.query(Job.webhook_url).filter(Job.hash == hash_value).scalar()
-        if url:
-            body = self.present.status(self.jobs.queries.status_row(hash_value))
-            send_webhook(url, {"hash": hash_value, **body}, self.settings)

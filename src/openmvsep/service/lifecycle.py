@@ -16,14 +16,14 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from openmvsep.errors import INTERNAL
-from openmvsep.service import accounts
+from openmvsep.service import accounts, webhooks
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.models import Job, Leased, QcEntry, QcScore, RemoteJob, User, WorkItem
 from openmvsep.store.status import JOB_FINISHED, EntryStatus, JobStatus, RemoteStatus, WorkStatus
@@ -124,19 +124,21 @@ class _Source:
         )
 
 
-# URL downloads and leaderboard SDRs first (they are short), then separations by plan, job and index, and last
-# the Quality Checker's secondary metrics (long, and nobody waits on them).
-CLAIM_ORDER = (
-    _Source("remote", RemoteJob, RemoteStatus.WAITING, RemoteStatus.PROCESSING, (RemoteJob.plan.desc(), RemoteJob.id)),
-    _Source("qc_sdr", QcEntry, EntryStatus.WAITING, EntryStatus.SCORING, (QcEntry.id,)),
-    _Source(
-        "item",
-        WorkItem,
-        WorkStatus.WAITING,
-        WorkStatus.RUNNING,
-        (WorkItem.plan.desc(), WorkItem.job_id, WorkItem.index),
-    ),
-    _Source("qc_metrics", QcEntry, EntryStatus.SCORED, EntryStatus.MEASURING, (QcEntry.id,)),
+# Tiers, in the order workers take them: leaderboard SDRs (short), then URL downloads and separation pieces, then
+# the Quality Checker's secondary metrics (long, and nobody waits on them). Within a tier the heads of the queues
+# compete: the higher plan first, then the older (a piece counts from its job's creation). So a download never
+# jumps ahead of a separation queued before it, and with one worker, uploads and URL inputs take turns in the
+# order they came rather than every download first.
+_REMOTE = _Source(
+    "remote", RemoteJob, RemoteStatus.WAITING, RemoteStatus.PROCESSING, (RemoteJob.plan.desc(), RemoteJob.id)
+)
+_PIECES = _Source(
+    "item", WorkItem, WorkStatus.WAITING, WorkStatus.RUNNING, (WorkItem.plan.desc(), WorkItem.job_id, WorkItem.index)
+)
+CLAIM_ORDER: tuple[tuple[_Source, ...], ...] = (
+    (_Source("qc_sdr", QcEntry, EntryStatus.WAITING, EntryStatus.SCORING, (QcEntry.id,)),),
+    (_REMOTE, _PIECES),
+    (_Source("qc_metrics", QcEntry, EntryStatus.SCORED, EntryStatus.MEASURING, (QcEntry.id,)),),
 )
 QC_CLAIMS = ("qc_sdr", "qc_metrics")
 _TABLE_OF_CLAIM: dict[str, type[Leased]] = {"remote": RemoteJob, "qc_sdr": QcEntry, "qc_metrics": QcEntry}
@@ -149,10 +151,11 @@ def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
     """Take the next piece of work under a lease, or None when nothing waits."""
     now = utcnow()
     with db.session() as s:
-        for source in CLAIM_ORDER:
-            row = s.scalar(source.next())
-            if row is None:
+        for tier in CLAIM_ORDER:
+            heads = [(source, row) for source in tier if (row := s.scalar(source.next())) is not None]
+            if not heads:
                 continue
+            source, row = min(heads, key=lambda head: _turn(s, head[1]))
             row.status, row.worker, row.lease_until = source.running, worker, now + timedelta(seconds=lease_seconds)
             row.attempts += 1
             if isinstance(row, WorkItem):
@@ -171,11 +174,21 @@ def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
     return None
 
 
+def _turn(s: Session, row: Any) -> tuple[int, datetime]:
+    """Where a queue's head stands against the other heads of its tier: higher plan first, then older."""
+    if isinstance(row, WorkItem):
+        job = s.get(Job, row.job_id)
+        assert job is not None  # work_items.job_id is a foreign key (ON DELETE CASCADE) to jobs
+        return -row.plan, job.created_at
+    return -row.plan, row.created_at
+
+
 def waiting_work(db: Database) -> int:
     """Pieces of work a worker could claim now: one count per table (the celery top-up asks on every create)."""
     queued: dict[type[Leased], list[str]] = {}
-    for source in CLAIM_ORDER:
-        queued.setdefault(source.table, []).append(source.queued)
+    for tier in CLAIM_ORDER:
+        for source in tier:
+            queued.setdefault(source.table, []).append(source.queued)
     with db.reader() as s:
         return sum(
             int(s.scalar(select(func.count()).select_from(table).where(table.status.in_(states))) or 0)
@@ -295,6 +308,7 @@ def fail_job(s: Session, job: Job, message: str) -> None:
         user = s.get(User, job.user_id)
         if user is not None:
             accounts.change_credits(s, user, job.credits_charged, "refund", job_id=job.id)
+    webhooks.queue_event(s, job)  # in this transaction: the event exists exactly when the failure does
     log.info("job %s: failed: %s", job.hash, message)
 
 
@@ -329,6 +343,7 @@ def complete_item(db: Database, item_id: int, worker: str, files: list[dict] | N
             return False
         job.status, job.files = JobStatus.DONE, files
         job.finished_at = job.updated_at = utcnow()
+        webhooks.queue_event(s, job)
         log.info("job %s: done (%d file(s))", job.hash, len(files))
         return True
 

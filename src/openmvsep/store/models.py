@@ -135,6 +135,33 @@ class RemoteJob(Leased, Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class WebhookEvent(Leased, Base):
+    """The outbox: one event to POST to a receiver, written in the transaction that ends the job it reports.
+
+    API processes deliver due events (service/webhooks.py claims them under a lease, so that two senders never
+    send one event at once and a crashed sender's events are taken over). `event_id` names the event for the
+    receiver, the same on every attempt; `worker`/`lease_until` are the sender's; `attempts` counts tries.
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(32))  # separation.done | separation.failed
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the body of the latest attempt
+    status: Mapped[str] = mapped_column(String(12))  # pending | sending | delivered | failed
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the receiver's HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (Index("ix_webhook_events_due", "status", "next_attempt_at"),)
+
+
 class News(Base):
     __tablename__ = "news"
 

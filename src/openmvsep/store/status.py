@@ -59,5 +59,14 @@ class EntryStatus(StrEnum):
     FAILED = "failed"
 
 
+class WebhookStatus(StrEnum):
+    """An outbox event: pending (due at next_attempt_at) -> sending (leased) -> delivered, or failed for good."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 JOB_FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 JOB_ACTIVE = (JobStatus.WAITING, JobStatus.PROCESSING, JobStatus.DISTRIBUTING, JobStatus.MERGING)

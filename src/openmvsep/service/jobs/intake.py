@@ -27,6 +27,7 @@ from openmvsep.service.catalog import Algorithm, Catalog, OptionError
 from openmvsep.service.errors import ServiceError
 from openmvsep.service.jobs.pricing import PREMIUM, check_premium_gate, is_premium, plan_and_price
 from openmvsep.service.naming import job_hash
+from openmvsep.service.webhooks import check_webhook_url
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.files import Storage
@@ -87,6 +88,10 @@ class Intake:
         self.registry = registry  # to tell admins which weights a refused option needs
 
     # ---------------------------------------------------------------- checks that touch nothing
+
+    def check_webhook(self, req: JobRequest) -> None:
+        """A create's webhook_url: http(s) to a host that is not private (the rule of URL inputs)."""
+        check_webhook_url(req.webhook_url, allow_private=self.settings.remote_allow_private)
 
     def check_request(self, req: JobRequest, user: User | None) -> tuple[Algorithm, Choice]:
         """The algorithm and the resolved choice, or a refusal."""
@@ -187,6 +192,7 @@ class Intake:
 
     def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload]) -> Job:
         algo, choice = self.check_request(req, self.caller_readonly(token))
+        self.check_webhook(req)
         recipe = RECIPES[req.sep_type]
         missing = [role for role in recipe.inputs if role not in uploads]
         if missing:

@@ -38,6 +38,7 @@ class RemoteIntake:
         except RemoteFetchError as e:
             raise ServiceError(str(e)) from None
         self.intake.check_request(req, self.intake.caller_readonly(token))
+        self.intake.check_webhook(req)
         if RECIPES[req.sep_type].inputs != ("audiofile",):
             raise ServiceError("This algorithm needs uploaded files; a url cannot be used")
         with self.db.session() as s:
