@@ -43,6 +43,15 @@ def _recipe(job: Job) -> Recipe:
     return recipe
 
 
+def _bounded(measured: float, start: float, duration: float | None) -> float:
+    """How many seconds of an input to decode from `start`: what the piece asks for (None: to the end), but never
+    past the length the input was measured and priced at, plus slack. A stream that yields more than was measured
+    (a job created before lengths were counted, a file that decodes differently here) cannot make memory grow
+    past what the job pays for."""
+    most = max(0.0, measured + audio.LENGTH_SLACK_SECONDS - start)
+    return most if duration is None else min(duration, most)
+
+
 class SeparationWork:
     def __init__(
         self,
@@ -118,8 +127,9 @@ class SeparationWork:
             duration = None if last else (item.end_frame - item.start_frame) / rate
         inputs = {}
         for role in recipe.inputs:
+            span = _bounded(job.inputs[role]["duration"], start, duration)
             with self.storage.local_file(job.inputs[role]["key"]) as path:
-                inputs[role], _ = audio.read_audio(path, sample_rate=rate, start=start, duration=duration)
+                inputs[role], _ = audio.read_audio(path, sample_rate=rate, start=start, duration=span)
         stems, out_rate = recipe.run(inputs, rate, choice, self.runtime)  # ModelUnavailable is a UserError
         if item.kind == "chunk" and out_rate != rate:  # chunk frames are counted at the rate they were cut at
             raise JobFailure(f"The engine changed the rate of a chunk ({rate} -> {out_rate} Hz)")

@@ -2,8 +2,9 @@
 JSON-able description of its container and audio streams (`AudioInfo.media`) from which the
 API builds the descriptions its clients expect.
 
-The facts come from the same opened stream that decoding reads (source.py), and the rate and
-channels from a decoded frame, so what probe() says is what read_audio() gives.
+The facts come from the same opened stream that decoding reads (source.py), the rate and channels
+from a decoded frame and the length from counting the stream (length.py), so what probe() says is
+what read_audio() gives.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 import av
 
-from openmvsep.engine.audio.source import _MOV_FAMILY, AudioError, PathLike, _decoded_frames, _is_lossless, _Source
+from openmvsep.engine.audio.length import measured_seconds
+from openmvsep.engine.audio.source import _MOV_FAMILY, AudioError, PathLike, _is_lossless, _Source
 
 
 @dataclass
@@ -156,18 +158,6 @@ def _first_look(source: _Source) -> _FirstLook:
     return _FirstLook(decoded[0], decoded[1], mp3_headers)
 
 
-def _duration_seconds(source: _Source) -> float:
-    frames = source.header_frames()
-    if frames is not None:
-        return frames / source.sample_rate
-    if source.container.duration:
-        return source.container.duration / av.time_base
-    # No header says: count the samples (streams, bounded memory).
-    source.reopen()
-    frames = sum(frame.samples for frame in _decoded_frames(source))
-    return frames / source.sample_rate
-
-
 def _file_type(format_name: str, codec_name: str) -> str:
     if format_name == _MOV_FAMILY:
         return _MOV_FILE_TYPES.get(codec_name, codec_name)
@@ -237,8 +227,12 @@ def _bitrate(source: _Source, stream: Any, duration: float) -> int:
     return int(round(rate))
 
 
-def probe(path: PathLike) -> AudioInfo:
+def probe(path: PathLike, *, max_seconds: float | None = None) -> AudioInfo:
     """Describe an audio file; raise AudioError when it cannot be decoded.
+
+    `duration` is the length decoding gives, counted from the stream (length.py), not the one the
+    headers claim. With `max_seconds`, the count stops once the audio runs past it and TooLong is
+    raised, so a long (or lying) file costs no more than the limit's worth of reading.
 
     `media` holds:
       container   ffmpeg's name for the container ("mp3", "mov,mp4,m4a,3gp,3g2,mj2", ...)
@@ -252,7 +246,7 @@ def probe(path: PathLike) -> AudioInfo:
         # Rates and layouts from a decoded frame beat header guesses (HE-AAC, odd WAVs).
         sample_rate = look.frame_rate or source.sample_rate
         channels = look.frame_channels or source.channels
-        duration = _duration_seconds(source)
+        duration = measured_seconds(source, max_seconds)
         container = source.container
         primary = _stream_facts(source, source.stream, duration, look.mp3_headers, sample_rate, channels)
         streams = [primary]

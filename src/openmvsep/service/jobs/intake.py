@@ -127,18 +127,27 @@ class Intake:
             return accounts.require_user(s, token)
 
     def probe(self, upload: Upload) -> audio.AudioInfo:
+        """The upload's facts; its duration is the decoded length, never a header's claim: the length that limits,
+        prices and chunks the job. Counting stops at the limit, so a longer file costs no more than the limit."""
+        limit = self.settings.max_input_seconds
         try:
-            info = audio.probe(upload.path)
+            info = audio.probe(upload.path, max_seconds=limit)
+        except audio.TooLong as e:
+            # The headers' length is named when the stream bears it out past the limit; the count's otherwise.
+            claimed = e.claimed if e.claimed is not None and e.claimed > e.counted else None
+            length = f"{claimed / 60:.1f} min" if claimed is not None else f"more than {e.counted / 60:.1f} min"
+            raise self._too_long(length) from None
         except audio.AudioError as e:
             raise ServiceError(f"Could not read the audio file '{upload.filename}': {e}") from None
         if info.duration <= 0:
             raise ServiceError(f"The audio file '{upload.filename}' contains no audio")
-        if info.duration > self.settings.max_input_seconds:
-            raise ServiceError(
-                f"The audio file is too long ({info.duration / 60:.1f} min); the limit is "
-                f"{self.settings.max_input_seconds / 60:.0f} min"
-            )
+        if info.duration > limit:
+            raise self._too_long(f"{info.duration / 60:.1f} min")
         return info
+
+    def _too_long(self, length: str) -> ServiceError:
+        limit = self.settings.max_input_seconds
+        return ServiceError(f"The audio file is too long ({length}); the limit is {limit / 60:.0f} min")
 
     # ---------------------------------------------------------------- checks inside the write
 
