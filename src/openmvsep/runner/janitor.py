@@ -75,8 +75,8 @@ def sweep_orphans(db: Database, storage: Storage, grace_seconds: float) -> int:
 
 
 def _job_owners(db: Database, names: set[str]) -> set[str]:
-    """The names that are a job's input: `<hash>` (the main input) or `<hash>.<role>`."""
-    candidates = {n: {n, n.rsplit(".", 1)[0]} for n in names}
+    """The names that are a job's input: `[<token>/]<hash>` (the main input) or `[<token>/]<hash>.<role>`."""
+    candidates = {n: {base, base.rsplit(".", 1)[0]} for n in names for base in [n.rsplit("/", 1)[-1]]}
     hashes = _existing(db, Job.hash, set().union(*candidates.values()))
     return {n for n, maybe in candidates.items() if maybe & hashes}
 

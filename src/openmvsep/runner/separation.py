@@ -23,7 +23,7 @@ from openmvsep.engine.runtime import Runtime
 from openmvsep.errors import UserError
 from openmvsep.service import lifecycle
 from openmvsep.service.catalog import Catalog
-from openmvsep.service.naming import output_names
+from openmvsep.service.naming import output_key, output_names, storage_token
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage
@@ -140,6 +140,7 @@ class SeparationWork:
         labels = algo.output_labels(choice) if algo else {}
         main = next(iter(job.inputs.values()))
         extension = audio.FORMATS[job.output_format].extension
+        token = storage_token()  # one unguessable folder for this job's outputs
         files = []
         for stem, blocks in stems:
             storage_name, download = output_names(
@@ -155,7 +156,7 @@ class SeparationWork:
             if writer is None:
                 raise JobFailure(f"The engine produced no audio for {stem}")
             writer.close()
-            key = f"processed/{storage_name}"
+            key = output_key(token, storage_name)
             size = self.storage.put_file(key, local)
             files.append(
                 {
