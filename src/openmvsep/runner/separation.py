@@ -21,6 +21,7 @@ from openmvsep.engine import audio
 from openmvsep.engine.joins import Chunk, join_chunks
 from openmvsep.engine.runtime import Runtime
 from openmvsep.errors import UserError
+from openmvsep.runner.janitor import sweep_failed
 from openmvsep.service import lifecycle
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.naming import output_key, output_names, storage_token
@@ -91,17 +92,21 @@ class SeparationWork:
             body(job, item, self.catalog.choice(job.sep_type, job.options), scratch)
         except UserError as e:  # the same input would fail again: no retry
             if lifecycle.fail_item(self.db, item.id, self.worker, e.message):
-                self._ended(job)
+                self._failed(job)
         except Exception:  # another attempt (maybe elsewhere) may pass
             log.exception("job %s: work item %s failed (attempt %s)", job.hash, item.id, claim.attempts)
             if lifecycle.retry_or_fail_item(self.db, item.id, self.worker, self.settings.max_attempts):
-                self._ended(job)
+                self._failed(job)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _complete(self, job: Job, item: WorkItem, files: list[dict] | None) -> None:
         if lifecycle.complete_item(self.db, item.id, self.worker, files):
             self._ended(job)
+
+    def _failed(self, job: Job) -> None:
+        sweep_failed(self.db, self.storage, job.id)  # refunded: its input is not kept downloadable
+        self._ended(job)
 
     def _ended(self, job: Job) -> None:
         self.storage.delete_prefix(f"work/{job.id}")
