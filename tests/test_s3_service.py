@@ -83,8 +83,8 @@ def test_presigned_urls_point_at_the_store(tmp_path, seaweedfs):
             assert got.status_code == 200 and len(got.content) == f["bytes"]
             assert f["download"] in got.headers["content-disposition"]
         # the server's own links send clients to the store too
-        key = done["data"]["files"][0]["url"].split("?", 1)[0].rsplit("/", 2)
-        redirect = h.client.get(f"/storage/processed/{key[-1]}", follow_redirects=False)
+        folder, name = done["data"]["files"][0]["url"].split("?", 1)[0].rsplit("/", 2)[-2:]
+        redirect = h.client.get(f"/storage/processed/{folder}/{name}", follow_redirects=False)
         assert redirect.status_code == 307 and redirect.headers["location"].startswith(seaweedfs.endpoint)
     finally:
         h.close()

@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     remote_min_bytes_per_second: int = 16 * 1024  # over each window below; 0 disables
     remote_rate_window_seconds: float = 30.0
 
+    # Shared request limits and unguessable downloads (api/limits.py). The per-minute limits are counted in
+    # this process's memory unless a store every API process shares is named: then N replicas enforce one limit.
+    rate_limit_storage_url: str = ""  # empty: memory (one count per process); redis://host:6379/0: shared
+    rate_limit_key_prefix: str = "openmvsep"  # names the counters in a shared store (several deployments, one Redis)
+    storage_miss_limit_per_minute: int = 30  # /storage 404s a client address may cause a minute, then 429; 0 = off
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

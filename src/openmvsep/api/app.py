@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from openmvsep import __version__
 from openmvsep.api import docs, metrics, openapi, quality, separation, site, storage
 from openmvsep.api.context import AppContext, AppServices
-from openmvsep.api.limits import BodyLimit, RateLimit
+from openmvsep.api.limits import BodyLimit, Counter, RateLimit, StorageMissLimit
 from openmvsep.api.request_id import RequestId, request_id_header
 from openmvsep.api.responses import error, ok, validation_error
 from openmvsep.service.errors import ServiceError, ValidationFailed
@@ -104,7 +104,9 @@ def create_app(services: AppServices) -> FastAPI:
             "/api/quality_checker/add": settings.qc_max_upload_bytes,
         },
     )
-    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    counter = Counter(settings.rate_limit_storage_url, settings.rate_limit_key_prefix)
+    app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute, counter=counter)
+    app.add_middleware(StorageMissLimit, per_minute=settings.storage_miss_limit_per_minute, counter=counter)
     app.add_middleware(metrics.CountLoginFailures, metrics=app.state.metrics)  # outside the limit: 429s count
     app.add_middleware(RequestId)  # last added is outermost: the limits' own answers carry the id too
     return app

@@ -14,11 +14,13 @@ from starlette.responses import FileResponse, RedirectResponse, StreamingRespons
 
 from openmvsep.api.context import ctx
 from openmvsep.api.responses import error
+from openmvsep.service.naming import STORAGE_TOKEN
 from openmvsep.store.files import LocalStorage, StorageKeyError
 
 router = APIRouter()
 
-PUBLIC_PREFIXES = ("temp/", "processed/", "public/")  # public/: Quality Checker mixtures
+FLAT_FOLDERS = ("temp", "processed", "public")  # public/: Quality Checker mixtures; temp, processed: older rows
+TOKEN_FOLDERS = ("temp", "processed")  # <folder>/<random token>/<name>: inputs and results since tokens
 AUDIO_TYPES = {
     "mp3": "audio/mpeg",
     "wav": "audio/wav",
@@ -39,11 +41,21 @@ def content_type(name: str) -> str:
     return AUDIO_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
+def servable(key: str) -> bool:
+    """A key of a file clients may download: `<folder>/<name>` or `<folder>/<token>/<name>`."""
+    parts = key.split("/")
+    if not all(parts):
+        return False
+    if len(parts) == 2:
+        return parts[0] in FLAT_FOLDERS
+    return len(parts) == 3 and parts[0] in TOKEN_FOLDERS and STORAGE_TOKEN.fullmatch(parts[1]) is not None
+
+
 @router.get("/storage/{key:path}")
 def download(request: Request, key: str):
     c = ctx(request)
     storage = c.storage
-    if not key.startswith(PUBLIC_PREFIXES) or key.count("/") != 1:
+    if not servable(key):
         return error("File not found", 404)
     name = key.rsplit("/", 1)[-1]
     try:

@@ -161,7 +161,10 @@ class JobPresenter:
         now = utcnow()
         items = []
         for job in jobs:
-            exists = not job.files_deleted and job.expires_at > now and job.status != JobStatus.CANCELLED
+            # A cancelled or failed job was refunded and its files are gone: as MVSep reports a job that no
+            # longer exists (job_exists false, credits null).
+            ended_without_result = job.status in (JobStatus.CANCELLED, JobStatus.FAILED)
+            exists = not job.files_deleted and job.expires_at > now and not ended_without_result
             items.append(
                 {
                     "id": job.id,

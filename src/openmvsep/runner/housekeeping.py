@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from openmvsep.runner.janitor import sweep
+from openmvsep.runner.janitor import sweep, sweep_failed
 from openmvsep.service import lifecycle
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
@@ -20,6 +20,8 @@ class Housekeeping:
     def run_once(self) -> int:
         """One pass; returns how many pieces of work went back to the queue."""
         released = lifecycle.release_lost_work(self.db, self.settings.max_attempts)
+        if released:  # some may have failed for good (refunded): their inputs go now, not at the next sweep
+            sweep_failed(self.db, self.storage)
         if time.monotonic() >= self._next_sweep:
             sweep(self.db, self.storage, self.settings.orphan_grace_seconds)
             self._next_sweep = time.monotonic() + self.settings.janitor_interval_seconds

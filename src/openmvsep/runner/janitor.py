@@ -1,26 +1,27 @@
-"""The janitor: files of expired jobs (the rows stay: history shows them), zips of finished Quality Checker
-entries, dead processes' scratch, and stored files no row names."""
+"""The janitor: files of failed jobs (at once) and of expired jobs (the rows stay: history shows them), zips of
+finished Quality Checker entries, dead processes' scratch, and stored files no row names."""
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.files import Storage
 from openmvsep.store.models import Job, QcEntry
-from openmvsep.store.status import EntryStatus
+from openmvsep.store.status import EntryStatus, JobStatus
 
 
 def sweep(db: Database, storage: Storage, orphan_grace_seconds: float) -> None:
     """Everything the janitor does, in one pass."""
+    sweep_failed(db, storage)
     sweep_expired(db, storage)
     sweep_orphans(db, storage, orphan_grace_seconds)
 
 
 def sweep_expired(db: Database, storage: Storage, *, batch: int = 200) -> int:
-    """Delete the files of expired jobs, and of failed or cancelled jobs' inputs. Returns jobs swept."""
+    """Delete the files of expired jobs. Returns jobs swept."""
     swept = 0
     while True:
         with db.session() as s:
@@ -41,6 +42,32 @@ def sweep_expired(db: Database, storage: Storage, *, batch: int = 200) -> int:
     _sweep_finished_submissions(db, storage)
     storage.sweep_dead_scratch()
     return swept
+
+
+def sweep_failed(db: Database, storage: Storage, job_id: int | None = None, *, batch: int = 200) -> int:
+    """Delete the inputs of failed jobs (their credits were refunded: nothing of them stays downloadable) and
+    whatever outputs they left; the row still answers `failed` until it expires. Only `job_id`'s when given (the
+    worker that failed it, right away). Files go first and the mark after, so a crash in between is retried.
+    Returns jobs swept."""
+    swept = 0
+    while True:
+        query = select(Job.id, Job.inputs, Job.files).where(
+            Job.status == JobStatus.FAILED, Job.inputs_deleted.is_(False)
+        )
+        if job_id is not None:
+            query = query.where(Job.id == job_id)
+        with db.reader() as s:
+            rows = s.execute(query.limit(batch)).all()
+        for row in rows:
+            for key in [i["key"] for i in row.inputs.values()] + [f["key"] for f in (row.files or [])]:
+                storage.delete(key)
+            storage.delete_prefix(f"work/{row.id}")
+        if rows:
+            with db.session() as s:
+                s.execute(update(Job).where(Job.id.in_([row.id for row in rows])).values(inputs_deleted=True))
+        swept += len(rows)
+        if len(rows) < batch:
+            return swept
 
 
 def _sweep_finished_submissions(db: Database, storage: Storage) -> None:
@@ -75,8 +102,8 @@ def sweep_orphans(db: Database, storage: Storage, grace_seconds: float) -> int:
 
 
 def _job_owners(db: Database, names: set[str]) -> set[str]:
-    """The names that are a job's input: `<hash>` (the main input) or `<hash>.<role>`."""
-    candidates = {n: {n, n.rsplit(".", 1)[0]} for n in names}
+    """The names that are a job's input: `[<token>/]<hash>` (the main input) or `[<token>/]<hash>.<role>`."""
+    candidates = {n: {base, base.rsplit(".", 1)[0]} for n in names for base in [n.rsplit("/", 1)[-1]]}
     hashes = _existing(db, Job.hash, set().union(*candidates.values()))
     return {n for n, maybe in candidates.items() if maybe & hashes}
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from openmvsep.runner.housekeeping import Housekeeping
+from openmvsep.runner.janitor import sweep_failed
 from openmvsep.runner.lifetime import die_with_parent, parent_gone
 from openmvsep.service import lifecycle
 from openmvsep.settings import Settings
@@ -101,7 +102,8 @@ class LocalExecutor:
             for name, proc in list(self.procs.items()):
                 if not proc.is_alive() and not self._stop.is_set():
                     log.warning("worker %s exited (code %s); its work goes back to the queue", name, proc.exitcode)
-                    lifecycle.release_lost_work(self.db, self.settings.max_attempts, workers=[name])
+                    if lifecycle.release_lost_work(self.db, self.settings.max_attempts, workers=[name]):
+                        sweep_failed(self.db, self.storage)  # a job it failed for good keeps no input
                     del self.procs[name]
                     self._spawn(int(name.rsplit(":", 1)[1]))
                     self.wake.set()

@@ -21,9 +21,10 @@ from openmvsep.engine import audio
 from openmvsep.engine.joins import Chunk, join_chunks
 from openmvsep.engine.runtime import Runtime
 from openmvsep.errors import UserError
+from openmvsep.runner.janitor import sweep_failed
 from openmvsep.service import lifecycle
 from openmvsep.service.catalog import Catalog
-from openmvsep.service.naming import output_names
+from openmvsep.service.naming import output_key, output_names, storage_token
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage
@@ -98,17 +99,21 @@ class SeparationWork:
             body(job, item, self.catalog.choice(job.sep_type, job.options), scratch)
         except UserError as e:  # the same input would fail again: no retry
             if lifecycle.fail_item(self.db, item.id, self.worker, e.message):
-                self._ended(job)
+                self._failed(job)
         except Exception:  # another attempt (maybe elsewhere) may pass
             log.exception("job %s: work item %s failed (attempt %s)", job.hash, item.id, claim.attempts)
             if lifecycle.retry_or_fail_item(self.db, item.id, self.worker, self.settings.max_attempts):
-                self._ended(job)
+                self._failed(job)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _complete(self, job: Job, item: WorkItem, files: list[dict] | None) -> None:
         if lifecycle.complete_item(self.db, item.id, self.worker, files):
             self._ended(job)
+
+    def _failed(self, job: Job) -> None:
+        sweep_failed(self.db, self.storage, job.id)  # refunded: its input is not kept downloadable
+        self._ended(job)
 
     def _ended(self, job: Job) -> None:
         """This worker ended the job: its chunk files are of no more use. (Its webhook event was written with the
@@ -149,6 +154,7 @@ class SeparationWork:
         labels = algo.output_labels(choice) if algo else {}
         main = next(iter(job.inputs.values()))
         extension = audio.FORMATS[job.output_format].extension
+        token = storage_token()  # one unguessable folder for this job's outputs
         files = []
         for stem, blocks in stems:
             storage_name, download = output_names(
@@ -164,7 +170,7 @@ class SeparationWork:
             if writer is None:
                 raise JobFailure(f"The engine produced no audio for {stem}")
             writer.close()
-            key = f"processed/{storage_name}"
+            key = output_key(token, storage_name)
             size = self.storage.put_file(key, local)
             files.append(
                 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import datetime
 
 from openmvsep.algorithms.choice import Choice
@@ -24,11 +25,32 @@ def split_name(filename: str) -> tuple[str, str]:
     return stem, ext.lower()
 
 
-def job_hash(created: datetime, digest: str, filename: str, attempt: int = 0) -> str:
-    """`YYYYMMDDhhmmss-<10 hex of the input's digest>-<slug>.<ext>`; ALCLI splits it on '-' to name downloads."""
+def job_hash(created: datetime, filename: str) -> str:
+    """`YYYYMMDDhhmmss-<10 random hex>-<slug>.<ext>`; ALCLI splits it on '-' to name downloads.
+
+    MVSep's middle part is a digest of the input; ours is random, so that nobody who has the same file (and
+    guesses its name and the second) can derive another user's hash, and from it the links to their files."""
     stem, ext = split_name(filename)
-    name = slug(stem) + (f"-{attempt}" if attempt else "")
-    return f"{created:%Y%m%d%H%M%S}-{digest[:10]}-{name}" + (f".{ext}" if ext else "")
+    return f"{created:%Y%m%d%H%M%S}-{secrets.token_hex(5)}-{slug(stem)}" + (f".{ext}" if ext else "")
+
+
+# Every stored file a client downloads lives in a folder named by a random token of its own (128 bits), so
+# that its URL cannot be derived from the job hash, the input, its name or the time. Older rows keep their
+# flat keys (`temp/<hash>`), which /storage still serves.
+STORAGE_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def storage_token() -> str:
+    return secrets.token_hex(16)
+
+
+def input_key(token: str, job_hash_value: str, role: str | None = None) -> str:
+    """`temp/<token>/<hash>` for the main input, `temp/<token>/<hash>.<role>` for the others."""
+    return f"temp/{token}/{job_hash_value}" + (f".{role}" if role else "")
+
+
+def output_key(token: str, storage_name: str) -> str:
+    return f"processed/{token}/{storage_name}"
 
 
 def hash_stem(job_hash_value: str) -> str:

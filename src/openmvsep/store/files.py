@@ -1,4 +1,4 @@
-"""File storage keyed by relative names (`temp/<hash>`, `processed/<name>`, `work/<job>/...`).
+"""File storage keyed by relative names (`temp/<token>/<hash>`, `processed/<token>/<name>`, `work/<job>/...`).
 
 `Storage` is what the rest of the code uses; `LocalStorage` keeps the files in a directory (the default),
 `S3Storage` (store/s3.py) in any S3-compatible store. Writes never leave a half-written file under its final
@@ -154,7 +154,7 @@ class LocalStorage:
         """Dead processes' scratch folders, and the `.part` files of writes they did not finish."""
         removed = self.scratch.sweep_dead()
         for folder in ("temp", "processed", "public"):
-            for part in (self.root / folder).glob(".*.part") if (self.root / folder).is_dir() else ():
+            for part in (self.root / folder).rglob(".*.part") if (self.root / folder).is_dir() else ():
                 pid = part.name.rsplit(".", 2)[-2]
                 if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
                     part.unlink(missing_ok=True)
@@ -174,9 +174,15 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         try:
-            self.path(key).unlink(missing_ok=True)
+            path = self.path(key)
         except StorageKeyError:
-            pass
+            return
+        path.unlink(missing_ok=True)
+        if len(check_key(key).parts) > 2:  # a job's own folder (`temp/<token>/...`): gone with its last file
+            try:
+                path.parent.rmdir()
+            except OSError:  # not empty (another file of the job), or already gone
+                pass
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path(prefix), ignore_errors=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -85,6 +85,8 @@ class Job(Base):
     files: Mapped[list | None] = mapped_column(JSON, nullable=True)  # [{type, key, download, bytes}] once done
     webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     files_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A failed job's inputs are deleted at once (the row answers `failed` until it expires): set once they are.
+    inputs_deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

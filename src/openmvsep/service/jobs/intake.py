@@ -7,7 +7,6 @@ leaves no row and no file behind.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from openmvsep.service import accounts
 from openmvsep.service.catalog import Algorithm, Catalog, OptionError
 from openmvsep.service.errors import ServiceError
 from openmvsep.service.jobs.pricing import PREMIUM, check_premium_gate, is_premium, plan_and_price
-from openmvsep.service.naming import job_hash
+from openmvsep.service.naming import input_key, job_hash, storage_token
 from openmvsep.service.webhooks import check_webhook_url
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
@@ -237,12 +236,12 @@ class Intake:
         main = infos[main_role]
         plan, cost = plan_and_price(user, algo, choice, main.duration)
         now = utcnow()
-        digest = _file_digest(uploads[main_role].path)
-        hash_value = self._unique_hash(s, now, digest, uploads[main_role].filename)
+        hash_value = self._unique_hash(s, now, uploads[main_role].filename)
+        token = storage_token()
         inputs: dict[str, dict] = {}
         for role in recipe.inputs:
             up, info = uploads[role], infos[role]
-            key = f"temp/{hash_value}" if role == main_role else f"temp/{hash_value}.{role}"
+            key = input_key(token, hash_value, None if role == main_role else role)
             stored.append(key)
             size = self.storage.put_file(key, up.path)
             inputs[role] = {
@@ -328,17 +327,9 @@ class Intake:
             s.add(WorkItem(job_id=job.id, kind="whole", plan=job.plan, status=WorkStatus.WAITING))
 
     @staticmethod
-    def _unique_hash(s: Session, now: datetime, digest: str, filename: str) -> str:
-        for attempt in range(100):
-            candidate = job_hash(now, digest, filename, attempt)
+    def _unique_hash(s: Session, now: datetime, filename: str) -> str:
+        for _ in range(100):  # 40 random bits: a clash within one second and one name is rare, not impossible
+            candidate = job_hash(now, filename)
             if s.scalar(select(Job.id).where(Job.hash == candidate)) is None:
                 return candidate
         raise ServiceError("Could not allocate a job id; try again")
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
