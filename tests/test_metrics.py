@@ -72,3 +72,20 @@ def test_metrics_follow_the_queue_the_workers_and_the_logins(make_harness):
     h.client.post("/api/app/login", data={"email": "p@example.com", "password": "wrong-password"})
     h.client.post("/api/app/login", data={"email": "p@example.com", "password": "password123"})
     assert scrape(h)[("openmvsep_login_failures_total", ())] == before + 1
+
+
+def test_metrics_count_webhook_events_and_their_failures(make_harness):
+    h = make_harness(metrics_enabled=True, metrics_token=TOKEN, webhook_senders=0, remote_allow_private=True)
+    token = h.user("w@example.com", credits=10)
+    # Nothing listens on port 9 (discard): the delivery attempt fails and the event waits to be retried.
+    assert h.create(token, wav_bytes(stereo_mix(0.5)), webhook_url="http://127.0.0.1:9/hook")["success"]
+    h.run_all()
+    m = scrape(h)
+    assert m[("openmvsep_webhook_events", (("status", "pending"),))] == 1
+    assert m[("openmvsep_webhook_events_retrying", ())] == 0
+
+    assert h.ctx.webhook_senders.send_next("metrics-sender")
+    m = scrape(h)
+    assert m[("openmvsep_webhook_events", (("status", "pending"),))] == 1
+    assert m[("openmvsep_webhook_events_retrying", ())] == 1
+    assert m[("openmvsep_webhook_events", (("status", "delivered"),))] == 0

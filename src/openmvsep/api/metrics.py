@@ -1,7 +1,7 @@
 """`/metrics` in Prometheus's text format: off unless `OPENMVSEP_METRICS_ENABLED`, behind a bearer token when
 `OPENMVSEP_METRICS_TOKEN` is set.
 
-The queue, times, attempts and heartbeats are read from the database on each scrape (service/readings.py), so
+The queue, times, attempts, heartbeats and webhook outbox are read from the database on each scrape (service/readings.py), so
 they are the same on every replica. Failed logins are counted here, as answers of this process (a counter per
 process is what Prometheus expects: it sums replicas itself). The exposition comes from prometheus_client, the
 reference implementation of the format.
@@ -22,6 +22,7 @@ from starlette.responses import Response
 from openmvsep.api.context import AppServices, ctx
 from openmvsep.api.responses import error
 from openmvsep.service.readings import Readings
+from openmvsep.store.status import WebhookStatus
 
 LOGIN_PATH = "/api/app/login"
 
@@ -66,6 +67,15 @@ class ReadingsCollector(Collector):
         for worker, age in sorted(r.heartbeat_age_by_worker.items()):
             heartbeats.add_metric([worker], age)
         yield heartbeats
+        webhooks = GaugeMetricFamily("openmvsep_webhook_events", "Webhook outbox events by status", labels=["status"])
+        for status in WebhookStatus:
+            webhooks.add_metric([status.value], r.webhooks_by_status.get(status, 0))
+        yield webhooks
+        yield GaugeMetricFamily(
+            "openmvsep_webhook_events_retrying",
+            "Webhook events due again after a failed attempt",
+            value=r.webhooks_retrying,
+        )
 
 
 class Metrics:

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 
 from openmvsep.service import lifecycle
 from openmvsep.store.db import Database, utcnow
-from openmvsep.store.models import Job, WorkItem
-from openmvsep.store.status import JobStatus, WorkStatus
+from openmvsep.store.models import Job, WebhookEvent, WorkItem
+from openmvsep.store.status import JobStatus, WebhookStatus, WorkStatus
 
 PLAN_NAMES = {2: "premium", 1: "registered", 0: "unregistered"}
 RECENT = timedelta(hours=1)  # the window of the waiting and running times
@@ -37,6 +37,9 @@ class Readings:
     items_by_attempts: dict[int, int] = field(default_factory=dict)
     # Seconds since each worker that holds work last renewed a lease (its heartbeat).
     heartbeat_age_by_worker: dict[str, float] = field(default_factory=dict)
+    # The webhook outbox: events by status, and those waiting to retry after a failed attempt.
+    webhooks_by_status: dict[str, int] = field(default_factory=dict)
+    webhooks_retrying: int = 0
 
 
 def _quantiles(values: list[float]) -> dict[float, float]:
@@ -92,6 +95,16 @@ class ReadingsService:
                     age = max(0.0, (now - lease_until).total_seconds() + self.lease_seconds)
                     leases[worker] = min(leases[worker], age)
             r.heartbeat_age_by_worker = dict(leases)
+            for status, count in s.execute(select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)):
+                r.webhooks_by_status[status] = count
+            r.webhooks_retrying = int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(WebhookEvent)
+                    .where(WebhookEvent.status == WebhookStatus.PENDING, WebhookEvent.attempts > 0)
+                )
+                or 0
+            )
         r.recent_started = len(started)
         r.recent_finished = len(finished)
         r.wait_seconds = _quantiles([(b - a).total_seconds() for a, b in started if a and b])
