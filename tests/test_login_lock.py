@@ -98,3 +98,40 @@ def test_a_worker_claims_while_a_registration_hashes_its_password(harness, monke
     )
     assert claims[0] is not None
     assert took < BOUND, f"a worker's claim waited {took:.1f} s for a registration's password hashing"
+
+
+def test_a_job_is_created_while_a_quality_checker_delete_verifies_its_password(harness, monkeypatch, tmp_path):
+    from openmvsep.quality.synth import synthesize_dataset
+    from openmvsep.service import accounts
+    from openmvsep.store.db import utcnow
+    from openmvsep.store.models import QcEntry
+
+    dataset = harness.ctx.quality.register_dataset(synthesize_dataset(tmp_path / "synth", tracks=1, seconds=1.0))
+    token = harness.user("known@example.com")
+    with harness.ctx.db.session() as s:
+        entry = QcEntry(
+            dataset_type=dataset.dataset_type,
+            algo_name="a",
+            main_text="",
+            ensemble=False,
+            password_hash=accounts.hash_password("entry-password"),
+            stems=["vocals"],
+            status="done",
+            msg="OK",
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        s.add(entry)
+        s.flush()
+        entry_id = str(entry.id)
+    song = wav_bytes(stereo_mix(1.0))
+    verifying, written = _held_verification(monkeypatch)
+    created: dict = {}
+    took = _write_during(
+        verifying,
+        written,
+        lambda: harness.ctx.quality.delete(entry_id, "wrong-password"),
+        lambda: created.update(harness.create(token, song)),
+    )
+    assert created["success"] is True, created
+    assert took < BOUND, f"job create waited {took:.1f} s for a Quality Checker password verification"
