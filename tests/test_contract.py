@@ -1038,7 +1038,9 @@ def test_register_has_the_captured_shape(h, encoding):
     assert r.status_code == 200, r.text
     body = assert_json(r)
     assert_shape(body, pm("Register"))
-    assert body == {"success": True, "message": f"Account verification email sent to {email}"}
+    # MVSep's exact words ("Account verification email sent to ...") only when a mail was sent (registration=verify,
+    # tests/test_registration.py); an open server says what it did, in the same shape.
+    assert body == {"success": True, "message": f"Account created for {email}; you can log in now"}
     login = h.client.post("/api/app/login", data={"email": email, "password": "ASDFQWEr123"})
     assert login.status_code == 200 and TOKEN.match(assert_json(login)["data"]["api_token"])
 

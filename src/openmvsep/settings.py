@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     free_daily_jobs: int = 0  # 0 = unlimited (MVSep: 50)
     anonymous_jobs: bool = False  # allow create without api_token (the "unregistered" plan)
     new_user_credits: int = 0
-    registration_open: bool = True
+    registration_open: bool = True  # false: the same as registration=closed (the setting before `registration`)
     retention_hours: float = 72.0
     janitor_interval_seconds: float = 600.0
 
@@ -120,6 +120,37 @@ class Settings(BaseSettings):
     rate_limit_storage_url: str = ""  # empty: memory (one count per process); redis://host:6379/0: shared
     rate_limit_key_prefix: str = "openmvsep"  # names the counters in a shared store (several deployments, one Redis)
     storage_miss_limit_per_minute: int = 30  # /storage 404s a client address may cause a minute, then 429; 0 = off
+
+    # Accounts (service/accounts.py, service/throttle.py, service/mail.py).
+    # Failed logins: after this many of one account, or from one client address, each further try waits, the wait
+    # doubling from login_backoff_seconds up to login_backoff_max_seconds (429 with Retry-After); 0 disables.
+    # Kept in the database, so every API process sees them; a successful login clears the account's count.
+    login_account_failures: int = 5
+    login_address_failures: int = 20
+    login_backoff_seconds: float = 1.0
+    login_backoff_max_seconds: float = 900.0
+    login_failure_memory_seconds: float = 3600.0  # a count with no failure for this long starts over
+    # app/register: open | verify (the account works once the link mailed to it is opened; needs smtp_host) |
+    # invite (only addresses invited with `openmvsep user invite`) | closed.
+    registration: Literal["open", "verify", "invite", "closed"] = "open"
+    registrations_per_address_per_day: int = 3  # accounts one client address may register a day; 0 = unlimited
+    password_min_length: int = 8  # for app/register (admins' `user create` keeps 8)
+    password_refuse_common: bool = True  # app/register refuses the most common passwords (service/common_passwords.txt)
+    verification_hours: float = (
+        48.0  # how long a verification link works; an unverified address may register again after
+    )
+    smtp_host: str = ""  # the mail server verification mails go through; empty: none (registration=verify refuses)
+    smtp_port: int = 587
+    smtp_username: str = ""  # empty: no login
+    smtp_password: str = ""
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_from: str = ""  # the From address; empty: openmvsep@<host of public_url>
+    smtp_timeout_seconds: float = 30.0
+
+    @property
+    def registration_policy(self) -> str:
+        """`registration`, or closed when the older registration_open is false."""
+        return self.registration if self.registration_open else "closed"
 
     @cached_property
     def storage_dir(self) -> Path:

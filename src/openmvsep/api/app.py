@@ -79,7 +79,7 @@ def create_app(services: AppServices) -> FastAPI:
 
     @app.exception_handler(ServiceError)
     async def _service(_: Request, e: ServiceError):
-        return error(e.message, e.status)
+        return error(e.message, e.status, e.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, e: RequestValidationError):

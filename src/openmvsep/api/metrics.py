@@ -1,10 +1,10 @@
 """`/metrics` in Prometheus's text format: off unless `OPENMVSEP_METRICS_ENABLED`, behind a bearer token when
 `OPENMVSEP_METRICS_TOKEN` is set.
 
-The queue, times, attempts, heartbeats and webhook outbox are read from the database on each scrape (service/readings.py), so
-they are the same on every replica. Failed logins are counted here, as answers of this process (a counter per
-process is what Prometheus expects: it sums replicas itself). The exposition comes from prometheus_client, the
-reference implementation of the format.
+The queue, times, attempts, heartbeats and webhook outbox are read from the database on each scrape
+(service/readings.py), so they are the same on every replica. Failed logins are counted here, as answers of this
+process (a counter per process is what Prometheus expects: it sums replicas itself). The exposition comes from
+prometheus_client, the reference implementation of the format.
 """
 
 from __future__ import annotations

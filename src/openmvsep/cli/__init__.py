@@ -163,6 +163,21 @@ def user_create(
     print(token)
 
 
+@user_app.command("invite")
+def user_invite(
+    email: str = typer.Option(..., help="The address that may register (OPENMVSEP_REGISTRATION=invite)"),
+) -> None:
+    """Let an address register through app/register when registration is by invitation."""
+    from openmvsep.service.errors import ValidationFailed
+
+    try:
+        address = open_services().accounts.invite(email)
+    except ValidationFailed as e:
+        err.print(f"[red]{e.message}[/red]")
+        raise typer.Exit(1) from None
+    err.print(f"invited {address}")
+
+
 @user_app.command("list")
 def user_list() -> None:
     """List accounts."""

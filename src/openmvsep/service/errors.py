@@ -11,6 +11,7 @@ class ServiceError(UserError):
     """A refusal with a human message; `status` is the HTTP code MVSep uses for it."""
 
     status = 400
+    headers: dict[str, str] = {}  # extra response headers (Retry-After of a 429)
 
     def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)

@@ -181,6 +181,8 @@ class QualityService:
             stems = check_upload(zip_path, dataset, submission_limits(self.settings))
         except SubmissionError as e:
             raise ServiceError(str(e)) from None
+        # Hashed before the transaction: argon2 inside it would hold SQLite's write lock for its whole run.
+        password_hash = accounts.hash_password(req.password) if req.password else None
         now = utcnow()
         with self.db.session() as s:
             entry = QcEntry(
@@ -189,7 +191,7 @@ class QualityService:
                 algo_name=algo_name,
                 main_text=req.main_text.strip(),
                 ensemble=req.ensemble,
-                password_hash=accounts.hash_password(req.password) if req.password else None,
+                password_hash=password_hash,
                 stems=list(stems),
                 status=EntryStatus.WAITING,
                 msg="",
@@ -207,11 +209,20 @@ class QualityService:
 
     def delete(self, entry_id: str | None, password: str | None) -> None:
         number = parse_int("id", entry_id, -1)
+        with self.db.reader() as s:
+            entry = s.get(QcEntry, number)
+            if entry is None:
+                raise NotFound("Entry not found")
+            password_hash = entry.password_hash
+        # Verified outside any transaction (argon2 would hold SQLite's write lock), then a short delete of the row
+        # only if its password is still the one verified.
+        if not password or not password_hash or not accounts.password_matches(password_hash, password):
+            raise ServiceError("Wrong password")
         with self.db.session() as s:
             entry = s.get(QcEntry, number)
             if entry is None:
                 raise NotFound("Entry not found")
-            if not password or not entry.password_hash or not accounts.password_matches(entry.password_hash, password):
+            if entry.password_hash != password_hash:
                 raise ServiceError("Wrong password")
             key = entry.zip_key
             s.delete(entry)

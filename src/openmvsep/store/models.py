@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -46,6 +46,35 @@ class User(Base):
     credit_alert_threshold: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # E-mail verification (registration policy "verify"): an unverified account can neither log in nor use its token.
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    verify_token_hash: Mapped[str | None] = mapped_column(
+        String(64), nullable=True, unique=True
+    )  # sha256 of the link's
+    registered_from: Mapped[str | None] = mapped_column(String(64), nullable=True)  # client address of app/register
+
+    __table_args__ = (Index("ix_users_registered_from", "registered_from", "created_at"),)
+
+
+class Invite(Base):
+    """An address an admin invited (registration policy "invite"): only these may register."""
+
+    __tablename__ = "invites"
+
+    email: Mapped[str] = mapped_column(String(255), primary_key=True)  # normalised, as users.email
+    invited_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one account or one client address, shared by every API process (service/throttle.py)."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)  # "account:<sha256 of the e-mail>" | "address:<ip>"
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class CreditEntry(Base):
