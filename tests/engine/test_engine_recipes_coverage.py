@@ -293,7 +293,13 @@ def test_every_shipped_option_runs_once_its_files_are_here(tmp_path):
     assert catalog.available_keys(20, "add_opt1") == ["0", "1", "2"]
     assert catalog.available_keys(26, "add_opt2") == ["3", "5"]
     assert catalog.available_keys(26, "add_opt1") == ["0"]  # intermediate results are not produced
-    assert catalog.available_keys(22, "add_opt2") == []  # no shipped de-reverb model: 22 does not run
+    assert catalog.available_keys(22, "add_opt1") == ["8"]
+    assert catalog.available_keys(22, "add_opt2") == ["0", "1"]
+    assert catalog.available_keys(10, "add_opt1") == ["0", "1"]  # demucs' mdx bags
+    assert catalog.available_keys(17, "add_opt1") == ["0", "1"]  # UVR's bag (2) is not registered
+    assert catalog.is_available(27)  # no options: its one model
+    assert catalog.available_keys(37, "add_opt1") == ["0", "1"]
+    assert catalog.available_keys(37, "add_opt2") == ["0", "1"]
 
 
 @pytest.mark.parametrize(
@@ -307,6 +313,14 @@ def test_every_shipped_option_runs_once_its_files_are_here(tmp_path):
         (20, {"model_type": "0"}),
         (20, {"model_type": "1"}),
         (20, {"model_type": "2"}),
+        (22, {"model_type": "8", "extract_type": "1"}),
+        (10, {"model_type": "0"}),
+        (10, {"model_type": "1"}),
+        (17, {"model_type": "0"}),
+        (27, {}),
+        (37, {"model_type": "0", "extract_type": "0"}),
+        (37, {"model_type": "1", "extract_type": "0"}),
+        (37, {"model_type": "1", "extract_type": "1"}),
     ],
 )
 def test_stems_are_named_as_mvsep_names_them(sep_type, opts):
@@ -342,6 +356,12 @@ def test_a_job_gets_mvseps_file_labels(make_harness, tmp_path):
 @pytest.mark.parametrize("entry", list(WeightsRegistry(Path("/nonexistent")).entries.values()), ids=lambda e: e.name)
 def test_shipped_entry_config_builds_its_model(entry):
     """Each config parses and describes its family (built on the meta device: full size, no memory)."""
+    if entry.model_type == "demucs_bag":  # demucs' bag YAML over members that are entries themselves
+        bag = yaml.safe_load(entry.config.read_text())
+        members = WeightsRegistry(Path("/nonexistent")).members(entry)
+        assert list(members) == bag["models"] and all(m.model_type == "demucs" for m in members.values())
+        assert len(bag.get("weights") or [[]] * len(members)) == len(members)
+        return
     assert entry.urls and entry.urls[0].startswith("https://")
     if entry.model_type == "demucs":  # the package carries its own architecture
         assert entry.config == Path("") and entry.filename.endswith(".th")

@@ -75,11 +75,17 @@ def _stem(
 ) -> np.ndarray:
     """One stem of a model: `keep`, or else the model's training target (its first stem when it has none)."""
     loaded = _load(runtime, model)
-    stems = _separate(runtime, loaded, mix, num_overlap)
+    stems = _by_name(_separate(runtime, loaded, mix, num_overlap))
     name = keep or loaded.target or loaded.stems[0]
     if name not in stems:
         raise ValueError(f"the model gives {sorted(stems)}, not {name!r}")
     return stems[name]
+
+
+def _by_name(stems: Stems) -> Stems:
+    """A model's stems, also under their lower-case names: configs spell them as their authors did ("Kick",
+    "Vocals"); MVSep's stem keys are lower case."""
+    return {**{name.lower(): data for name, data in stems.items()}, **stems}
 
 
 def _all_loadable(runtime: Runtime, names: Iterable[str]) -> bool:
@@ -130,9 +136,15 @@ def two_stem_recipe(
     keep: str | None = None,
     overlap: bool = False,
     extract_first: ExtractFirst | None = None,
+    names_by_key: Mapping[str, tuple[str, str]] | None = None,
 ) -> Recipe:
     """MVSep's "target and the rest": one stem of the chosen model (`keep`, default the model's target) and the
-    input minus that stem, named `names`."""
+    input minus that stem, named `names` (or, for the model_type keys in `names_by_key`, as MVSep names that
+    option's stems)."""
+    names_by_key = names_by_key or {}
+
+    def names_for(choice: Choice) -> tuple[str, str]:
+        return names_by_key.get(choice.get("model_type", ""), names)
 
     def extracting(choice: Choice) -> bool:
         return extract_first is not None and extract_first.wanted(choice)
@@ -151,7 +163,8 @@ def two_stem_recipe(
             keep,
             OVERLAPS.get(choice.get("overlap", "")) if overlap else None,
         )
-        out = {names[0]: target, names[1]: source - target, **sides}
+        first, rest = names_for(choice)
+        out = {first: target, rest: source - target, **sides}
         if extract_first and untouched is not None:
             out[extract_first.names[2]] = target + untouched
         return out, rate
@@ -169,8 +182,79 @@ def two_stem_recipe(
         runnable=runnable,
         sample_rate=MODEL_RATE,
         stems=lambda choice: [
-            *names,
+            *names_for(choice),
             *(extract_first.names if extract_first is not None and extracting(choice) else ()),
+        ],
+    )
+
+
+def single_model_recipe(sep_type: int, names: tuple[str, str], *, keep: str | None = None) -> Recipe:
+    """An algorithm without options (its one model serves `SEP_TYPE:`): `keep` (default the model's target) and
+    the input minus it, named `names`."""
+    option = f"{sep_type}:"
+
+    def run(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, runtime: Runtime):
+        mix = inputs["audiofile"]
+        target = _stem(runtime, option, mix, keep)
+        return {names[0]: target, names[1]: mix - target}, rate
+
+    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]] | None:
+        return {} if runtime.can_serve(option) else None  # {}: the whole algorithm runs
+
+    return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE, stems=lambda _choice: list(names))
+
+
+# Models that give the drums for "Apply Drums model before", best drums SDR first (MSST's Multisong figures:
+# htdemucs_ft's drums member 11.13, htdemucs 10.88, htdemucs_6s 10.22). Registry names or catalog options.
+DRUM_EXTRACTORS = ("htdemucs_ft_drums", "20:1", "20:2")
+
+
+def drumsep_recipe(sep_type: int, stems: Mapping[str, Sequence[str]]) -> Recipe:
+    """DrumSep: the chosen model splits drums into their parts (`stems`: option key -> MVSep's names of them, in
+    the model's order). With extract_type "0" a drums model first takes the drums out of the mix ("drums", MVSep's
+    "Drums (full)"); "1" runs on the input as it is. "residual" is what the parts leave of the drums."""
+
+    def extractor(runtime: Runtime) -> str | None:
+        def here(model: str) -> bool:
+            return runtime.can_serve(model) if ":" in model else runtime.can_load(runtime.registry.entries.get(model))
+
+        return next((model for model in DRUM_EXTRACTORS if here(model)), None)
+
+    def extracting(choice: Choice) -> bool:
+        return choice.get("extract_type", "0") == "0"
+
+    def run(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
+        source, out = inputs["audiofile"], {}
+        if extracting(choice):
+            drums_model = extractor(runtime)
+            if drums_model is None:
+                raise ModelUnavailable("no drums model is installed to take the drums out first")
+            source = out["drums"] = _stem(runtime, drums_model, source, "drums")
+        parts = _by_name(_separate(runtime, _load(runtime, choice.option("model_type")), source))
+        wanted = stems[choice.get("model_type", "")]
+        missing = [s for s in wanted if s not in parts]
+        if missing:
+            raise ValueError(f"the model gives {sorted(parts)}, not {missing}")
+        out.update({s: parts[s] for s in wanted})
+        out["residual"] = source - np.sum([parts[s] for s in wanted], axis=0, dtype=np.float32)
+        return out, rate
+
+    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
+        served = _model_keys(sep_type)(runtime)["add_opt1"]
+        return {
+            "add_opt1": [key for key in stems if key in served],
+            "add_opt2": ["1", *(["0"] if extractor(runtime) is not None else [])],
+        }
+
+    return Recipe(
+        sep_type,
+        run,
+        runnable=runnable,
+        sample_rate=MODEL_RATE,
+        stems=lambda choice: [
+            *(["drums"] if extracting(choice) else []),
+            *stems.get(choice.get("model_type", ""), ()),
+            "residual",
         ],
     )
 
@@ -245,6 +329,8 @@ def _model_keys(sep_type: int) -> Callable[[Runtime], Mapping[str, Collection[st
 VOCALS = ("vocals", "instrumental")
 DEMUCS_4 = ("drums", "bass", "other", "vocals")
 HTDEMUCS_FT = {stem: f"htdemucs_ft_{stem}" for stem in DEMUCS_4}  # registry entries of the bag's four members
+# DrumSep option key -> its model's stems under MVSep's names, in the model's order
+DRUMSEP = {"0": ("kick", "snare", "cymbals", "toms"), "1": ("kick", "snare", "toms", "hh", "ride", "crash")}
 
 RECIPES: dict[int, Recipe] = {
     55: Recipe(55, _phantom_centre, runnable={"add_opt1": [DSP_CENTRE_KEY]}, stems=lambda _choice: ["center", "wide"]),
@@ -263,7 +349,16 @@ RECIPES: dict[int, Recipe] = {
     34: two_stem_recipe(34, ("crowd", "other")),
     47: two_stem_recipe(47, ("dry", "other")),
     22: two_stem_recipe(
-        22, ("noreverb", "reverb"), extract_first=ExtractFirst("add_opt2", "extract_type", key="0", plain=("1",))
+        22,
+        ("noreverb", "reverb"),
+        extract_first=ExtractFirst("add_opt2", "extract_type", key="0", plain=("1",)),
+        names_by_key={"8": ("noreverb", "other")},  # MVSep's MDX23C de-reverb calls the reverb "other"
+    ),
+    27: single_model_recipe(27, VOCALS, keep="vocals"),
+    17: two_stem_recipe(17, VOCALS, keep="vocals"),
+    10: multistem_recipe(10, {"0": DEMUCS_4, "1": DEMUCS_4}),  # demucs' mdx bags: registry entries of demucs_bag
+    37: drumsep_recipe(
+        37, {"0": ("kick", "snare", "cymbals", "toms"), "1": ("kick", "snare", "toms", "hh", "ride", "crash")}
     ),
     20: multistem_recipe(
         20, {"0": DEMUCS_4, "1": DEMUCS_4, "2": (*DEMUCS_4, "guitar", "piano")}, specialists={"0": HTDEMUCS_FT}
@@ -287,7 +382,7 @@ def runnable_map(runtime: Runtime | None = None) -> dict[int, Mapping[str, Colle
             if runtime is None:
                 continue
             spec = spec(runtime)
-            if not spec or not all(spec.values()):  # a field with no runnable key: nothing of it runs
+            if spec is None or not all(spec.values()):  # a field with no runnable key: nothing of it runs
                 continue
         out[sep_type] = spec
     return out

@@ -259,6 +259,8 @@ def models_download(
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
     for entry in entries:
+        if registry.members(entry):  # a bag has no file of its own; its members come next in the selection
+            continue
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -297,6 +299,8 @@ def models_verify(selector: Optional[str] = typer.Argument(None, help="NAME, SEP
     registry = _registry()
     bad = False
     for entry in registry.select(selector):
+        if registry.members(entry):  # a bag: its members are checked on their own
+            continue
         if not registry.is_present(entry):
             err.print(f"{entry.name}: not downloaded")
             continue

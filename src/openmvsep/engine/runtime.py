@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from openmvsep.engine.cache import ModelCache
 from openmvsep.engine.config import ConfigError, load_config
-from openmvsep.engine.weights import WeightEntry, WeightsError, WeightsRegistry
+from openmvsep.engine.weights import DEMUCS_BAG, WeightEntry, WeightsError, WeightsRegistry
 from openmvsep.errors import UserError
 
 if TYPE_CHECKING:  # torch is imported only where models run, not by the API process
@@ -35,7 +35,9 @@ class Runtime:
 
     def can_load(self, entry: WeightEntry | None) -> bool:
         """Its weights are here, or will be fetched on first use."""
-        return entry is not None and (self.registry.is_present(entry) or (self.auto_download and bool(entry.urls)))
+        return entry is not None and (
+            self.registry.is_present(entry) or (self.auto_download and self.registry.downloadable(entry))
+        )
 
     def can_serve(self, option: str) -> bool:
         return self.can_load(self.registry.serving(option))
@@ -51,9 +53,16 @@ class Runtime:
 
     def _load(self, entry: WeightEntry) -> LoadedModel:
         from openmvsep.engine.checkpoints import CheckpointError
-        from openmvsep.engine.separator import load_demucs, load_model
+        from openmvsep.engine.separator import load_demucs, load_demucs_bag, load_model
 
         try:
+            if entry.model_type == DEMUCS_BAG:
+                members = {}
+                for signature, member in self.registry.members(entry).items():
+                    if not self.registry.is_present(member) and self.auto_download:
+                        self.registry.download(member)
+                    members[signature] = (self.registry.require(member), member.sha256)
+                return load_demucs_bag(entry.config, members, device=self.device)
             path = self.registry.path(entry)
             if not path.is_file() and self.auto_download:
                 self.registry.download(entry)

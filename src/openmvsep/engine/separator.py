@@ -8,7 +8,7 @@ mono handling, and the residual (mix − target) for single-target models.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -22,6 +22,7 @@ from openmvsep.engine.demix import ChunkPlan, autocast_for, demix
 from openmvsep.engine.models import build_model
 
 if TYPE_CHECKING:  # demucs is imported only where an htdemucs model runs
+    from demucs.apply import BagOfModels
     from demucs.apply import Model as DemucsModel
 
 RESIDUAL = "instrumental"  # the reference inference script's name for mix − target
@@ -112,16 +113,44 @@ def load_demucs(path: str | Path, *, sha256: str | None = None, device: str | No
 
     A pickled `.th` is trusted only when its sha256 matches the pin; safetensors need no pin.
     """
+    return _demucs_loaded(_demucs_package(Path(path), sha256), device)
+
+
+def load_demucs_bag(
+    bag: str | Path, members: Mapping[str, tuple[Path, str | None]], *, device: str | None = None
+) -> LoadedModel:
+    """A demucs bag YAML (`models:` signatures, `weights:`, `segment:`) whose members are the files in `members`
+    (signature -> (path, pinned sha256)); each stem is the weighted mean of the members' estimates of it."""
+    from openmvsep.engine.checkpoints import CheckpointError
+    from openmvsep.engine.models.htdemucs import DemucsLoadError, load_bag
+
+    def resolve(signature: str):
+        if signature not in members:
+            raise CheckpointError(f"the bag {Path(bag).name} names model {signature}, which it has no file for")
+        path, sha256 = members[signature]
+        return _demucs_package(path, sha256)
+
+    try:
+        model = load_bag(bag, resolve)
+    except DemucsLoadError as e:
+        raise CheckpointError(f"{Path(bag).name}: {e}") from None
+    return _demucs_loaded(model, device)
+
+
+def _demucs_package(path: Path, sha256: str | None):
     from openmvsep.engine.checkpoints import CheckpointError
     from openmvsep.engine.models.htdemucs import DemucsLoadError, load_demucs_package
     from openmvsep.engine.weights import sha256_file
 
-    path = Path(path)
     trusted = bool(sha256 and sha256_file(path) == sha256.lower())
     try:
-        model = load_demucs_package(path, trusted=trusted)
+        return load_demucs_package(path, trusted=trusted)
     except DemucsLoadError as e:
         raise CheckpointError(f"{path.name}: {e}") from None
+
+
+def _demucs_loaded(model: DemucsModel | BagOfModels, device: str | None) -> LoadedModel:
+    """A demucs model or bag with the config the separator reads (its own sources and rate)."""
     sources = list(model.sources)
     config = Config.wrap(
         {

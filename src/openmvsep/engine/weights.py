@@ -16,6 +16,11 @@ admin's own file (`<data dir>/models.yaml`, same layout; its entries win by name
       sha256: 5b84…                             # required before a pickled file is ever loaded
       size: 639…                                # optional, checked when given
 
+A sep_type without options is served by the label `SEP_TYPE:` (what `Choice.option()` gives for it). A demucs bag
+is an entry of `model_type: demucs_bag` whose `config` is demucs' bag YAML (`models:` signatures, `weights:`,
+`segment:`) and whose `members` maps each signature to the registry entry holding that model's file: the bag has
+no file of its own, is present when all its members are, and selecting it (`models download NAME`) selects them.
+
 Downloads resume from a `.part` file with an HTTP Range request, are checked against size and sha256, and
 only then renamed into place, so the cache never holds a half or wrong file under its real name.
 """
@@ -31,6 +36,7 @@ import httpx
 import yaml
 
 BUILTIN_REGISTRY = Path(__file__).with_name("registry.yaml")
+DEMUCS_BAG = "demucs_bag"  # model_type of a bag of demucs models (weights per model and source)
 
 
 class WeightsError(Exception):
@@ -116,24 +122,50 @@ class WeightsRegistry:
         return next((e for e in reversed(list(self.entries.values())) if option in e.serves), None)
 
     def select(self, selector: str | None) -> list[WeightEntry]:
-        """Entries by name, 'SEP_TYPE' or 'SEP_TYPE:OPTION'; all when no selector."""
+        """Entries by name, 'SEP_TYPE' or 'SEP_TYPE:OPTION'; all when no selector. A selected bag brings its
+        members along (after it), so downloading a bag downloads the files it is made of."""
         if not selector:
             return list(self.entries.values())
         if selector in self.entries:
-            return [self.entries[selector]]
-        hits = [
-            e
-            for e in self.entries.values()
-            if selector in e.serves or any(s.split(":")[0] == selector for s in e.serves)
-        ]
+            hits = [self.entries[selector]]
+        else:
+            hits = [
+                e
+                for e in self.entries.values()
+                if selector in e.serves or any(s.split(":")[0] == selector for s in e.serves)
+            ]
         if not hits:
             raise WeightsError(f"nothing in the registry matches {selector!r}")
-        return hits
+        out: list[WeightEntry] = []
+        for entry in hits:
+            for e in (entry, *self.members(entry).values()):
+                if e not in out:
+                    out.append(e)
+        return out
+
+    def members(self, entry: WeightEntry) -> dict[str, WeightEntry]:
+        """A bag's members by their signature in the bag YAML; {} for a single model."""
+        if entry.model_type != DEMUCS_BAG:
+            return {}
+        raw = entry.extra.get("members")
+        if not isinstance(raw, dict) or not raw:
+            raise WeightsError(f"the bag {entry.name} needs `members`: a mapping of signature -> registry entry")
+        return {str(signature): self.get(str(name)) for signature, name in raw.items()}
+
+    def downloadable(self, entry: WeightEntry) -> bool:
+        """Whether `download` can fetch it (a bag: every member)."""
+        members = self.members(entry)
+        return all(m.urls for m in members.values()) if members else bool(entry.urls)
 
     def path(self, entry: WeightEntry) -> Path:
         return self.weights_dir / entry.filename
 
     def is_present(self, entry: WeightEntry) -> bool:
+        if entry.model_type == DEMUCS_BAG:
+            try:
+                return all(self.is_present(m) for m in self.members(entry).values())
+            except WeightsError:  # a bag naming an unknown member never runs; loading it says why
+                return False
         return self.path(entry).is_file()
 
     def require(self, entry: WeightEntry) -> Path:
@@ -162,7 +194,13 @@ class WeightsRegistry:
     def download(
         self, entry: WeightEntry, *, progress: Callable[[int, int | None], None] | None = None, timeout: float = 60.0
     ) -> Path:
-        """Fetch (resuming a partial download) and verify; returns the final path."""
+        """Fetch (resuming a partial download) and verify; returns the final path (a bag: its members', and its
+        config's path)."""
+        members = self.members(entry)
+        if members:
+            for member in members.values():
+                self.download(member, progress=progress, timeout=timeout)
+            return entry.config
         target = self.path(entry)
         if target.is_file():
             self.verify(entry)
