@@ -38,6 +38,7 @@ class Runtime:
         return entry is not None and (self.registry.is_present(entry) or (self.auto_download and bool(entry.urls)))
 
     def can_serve(self, option: str) -> bool:
+        self.registry.refresh()  # throttled: a few stats every recheck_seconds at most
         return self.can_load(self.registry.serving(option))
 
     def model_for(self, option: str) -> LoadedModel:

@@ -294,6 +294,11 @@ def _load_algorithms() -> tuple[Algorithm, ...]:
     return algorithms
 
 
+def all_algorithms() -> tuple[Algorithm, ...]:
+    """Every algorithm of every scope, parsed once per process."""
+    return _load_algorithms()
+
+
 # ---------------------------------------------------------------------------------------------- catalog
 
 RunnableSpec = Mapping[int, "Mapping[str, Collection[str]] | None"]
