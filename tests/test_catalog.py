@@ -22,7 +22,7 @@ from openmvsep.service.catalog import (
 from conftest import SHARED
 
 SHARED_DUMP = SHARED / "mvsep" / "algorithms-2026.json"
-ADDITIVE_KEYS = ("is_available", "available_keys")
+ADDITIVE_KEYS = ("is_available", "available_keys", "mvsep_default_key")
 EXTRA_SEP_TYPES = {
     62: "no_upload",
     68: "matchering_upload",
@@ -48,9 +48,11 @@ def catalog() -> Catalog:
 
 
 def _strip_additive(element: dict) -> dict:
+    """The element as MVSep stores it: without the additive keys, and with MVSep's own default_key."""
     element = {k: v for k, v in element.items() if k not in ADDITIVE_KEYS}
     element["algorithm_fields"] = [
-        {k: v for k, v in f.items() if k not in ADDITIVE_KEYS} for f in element["algorithm_fields"]
+        {**{k: v for k, v in f.items() if k not in ADDITIVE_KEYS}, "default_key": f["mvsep_default_key"]}
+        for f in element["algorithm_fields"]
     ]
     return element
 

@@ -314,7 +314,11 @@ def test_algorithms_is_the_2026_dump_as_a_bare_array(h):
     assert ours[0]["algorithm_fields"], "ZF1/ZF2 get_types needs a field on the first algorithm"
     for mine, theirs in zip(ours, ref):
         where = f"render_id {theirs['render_id']}"
-        assert_shape(mine, theirs, extra={"$.is_available", "$.algorithm_fields[].available_keys"})
+        assert_shape(
+            mine,
+            theirs,
+            extra={"$.is_available", "$.algorithm_fields[].available_keys", "$.algorithm_fields[].mvsep_default_key"},
+        )
         assert list(mine)[: len(theirs)] == list(theirs), where
         assert [f["name"] for f in mine["algorithm_fields"]] == [f["name"] for f in theirs["algorithm_fields"]]
         assert isinstance(mine["is_available"], bool)
@@ -323,8 +327,13 @@ def test_algorithms_is_the_2026_dump_as_a_bare_array(h):
             assert isinstance(f["options"], str) and isinstance(options, dict), where
             assert list(options)[: len(json.loads(g["options"]))] == list(json.loads(g["options"])), where
             assert isinstance(f["available_keys"], list)
+            # default_key names the best runnable key; MVSep's own stays beside it
+            assert f["mvsep_default_key"] == g["default_key"], where
+            if mine["is_available"] and f["available_keys"]:
+                assert f["default_key"] in f["available_keys"], where
             if theirs["render_id"] != 55:  # 55 gains the DSP key, nothing else changes
-                assert {k: v for k, v in f.items() if k != "available_keys"} == g, where
+                plain = {k: v for k, v in f.items() if k not in ("available_keys", "mvsep_default_key")}
+                assert {**plain, "default_key": f["mvsep_default_key"]} == g, where
         if theirs["render_id"] != 55:
             assert {k: v for k, v in mine.items() if k not in ("is_available", "algorithm_fields")} == {
                 k: v for k, v in theirs.items() if k != "algorithm_fields"

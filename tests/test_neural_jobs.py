@@ -93,13 +93,18 @@ def test_broken_checkpoint_fails_the_job_and_the_worker_goes_on(h):
     assert h.get(good)["status"] == "done"
 
 
-def test_unavailable_options_say_what_to_install(h):
+def test_unavailable_options_say_what_to_install(make_harness, tmp_path):
+    """Under the strict option policy an option that cannot run is refused, naming what would make it run."""
+    install(tmp_path / "h0" / "data", ENTRIES, {"tiny_bs.safetensors": FIXTURE / "weights.safetensors"})
+    h = make_harness(option_policy="strict")
     token = h.user()
     mix = wav_bytes(np.zeros((2, 4410), np.float32))
     r = h.create(token, mix, sep_type="40", add_opt1="81")
-    assert r["status"] == 400 and "No public checkpoint" in r["message"]
+    assert r["status"] == 400 and "cannot run on this server" in r["message"]
+    assert "openmvsep models download --sep-type 40" in r["message"]
     r = h.create(token, mix, sep_type="25", add_opt1="4")
-    assert r["status"] == 400 and "openmvsep models download mdx23c_vocals_msst" in r["message"]
+    assert r["status"] == 400 and "openmvsep models download --sep-type 25" in r["message"]
+    assert "mdx23c_vocals_msst" in r["message"]
 
 
 def test_ensemble_averages_its_members(make_harness, tmp_path):

@@ -152,6 +152,14 @@ class Settings(BaseSettings):
         """`registration`, or closed when the older registration_open is false."""
         return self.registration if self.registration_open else "closed"
 
+    # Options this server cannot run (service/catalog.py). "substitute": the field's best runnable option runs in
+    # its place (registry `rank`, then published `sdr`), the job is priced by it and `get` discloses it in
+    # `substitutions`; "strict": such a request is refused with a 400 naming the weights to install.
+    option_policy: Literal["substitute", "strict"] = "substitute"
+    # How often each process (API and worker) looks at its weights directory and registry files for weights
+    # added by `openmvsep models download` while it runs (a few stats; each machine checks its own disk).
+    weights_recheck_seconds: float = 2.0
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

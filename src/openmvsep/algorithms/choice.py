@@ -6,7 +6,9 @@ pricing, file naming and the weights lookup all read it, each in the spelling it
 - as a mapping, server key -> chosen key (`choice["model_type"] == "4"`): what a job row stores;
 - `by_field()`, form field -> key (`{"add_opt1": "4"}`): what the catalog's price rules and conditions name;
 - `option("model_type")` -> `"40:4"`: how the weights registry names what an entry serves;
-- `labels()`, server key -> the catalog's text for the chosen key: what people read.
+- `labels()`, server key -> the catalog's text for the chosen key: what people read;
+- `substitutions()`, form field -> {requested, used}: the fields where this server runs another option than the
+  one asked for (explicitly, or by MVSep's default when the field was left empty), because it cannot run that one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Chosen:
     server_key: str  # the job's name of it: model_type, extract_type, ...
     key: str  # the chosen option key (or the free text of a text field)
     label: str = ""  # the catalog's text for that key ("" for free text)
+    requested: str | None = None  # the key asked for, when this server runs `key` in its place
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +64,14 @@ class Choice(Mapping[str, str]):
 
     def labels(self) -> dict[str, str]:
         return {chosen.server_key: chosen.label for chosen in self.fields}
+
+    def substitutions(self) -> dict[str, dict[str, str]]:
+        """Form field -> {"requested": key, "used": key}, for the fields served by a substitute."""
+        return {
+            chosen.field: {"requested": chosen.requested, "used": chosen.key}
+            for chosen in self.fields
+            if chosen.requested is not None and chosen.requested != chosen.key
+        }
 
     def as_dict(self) -> dict[str, str]:
         """What a job row stores."""

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from openmvsep.algorithms.preference import option_scores
 from openmvsep.algorithms.recipes import runnable_map
 from openmvsep.engine.cache import ModelCache
 from openmvsep.engine.runtime import Runtime
@@ -24,7 +25,7 @@ from openmvsep.presenters.links import Links
 from openmvsep.runner.executor import Executor, make_executor
 from openmvsep.runner.webhooks import WebhookSenders
 from openmvsep.service.accounts import AccountService
-from openmvsep.service.catalog import Catalog
+from openmvsep.service.catalog import Catalog, OptionScore, RunnableSpec
 from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService, ensure_default_dataset
@@ -101,11 +102,19 @@ class Services:
             batch_size=s.batch_size,
             auto_download=s.auto_download,
             compile=s.compile_models,
+            recheck_seconds=s.weights_recheck_seconds,
         )
 
     @cached_property
     def catalog(self) -> Catalog:
-        return Catalog.load(runnable_map(self.runtime))
+        """What runs here, asked again whenever the weights directory or a registry file changes."""
+        runtime = self.runtime
+
+        def runnable() -> tuple[RunnableSpec, OptionScore]:
+            runtime.registry.refresh(force=True)
+            return runnable_map(runtime), option_scores(runtime)
+
+        return Catalog.live(runnable, runtime.registry.stamp, self.settings.weights_recheck_seconds)
 
     @cached_property
     def executor(self) -> Executor:

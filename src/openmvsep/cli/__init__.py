@@ -215,9 +215,20 @@ def _registry():
     return Services(settings).runtime.registry
 
 
+def _licence(entry) -> str:
+    return str(entry.extra.get("licence") or entry.extra.get("license") or "not stated")
+
+
 @models_app.command("list")
-def models_list(selector: Optional[str] = typer.Argument(None, help="NAME, SEP_TYPE or SEP_TYPE:OPTION")) -> None:
-    """Registered weights, what they serve, and whether they are here."""
+def models_list(
+    selector: Optional[str] = typer.Argument(None, help="NAME, SEP_TYPE or SEP_TYPE:OPTION"),
+    as_json: bool = typer.Option(False, "--json", help="Every field of every entry, as JSON"),
+) -> None:
+    """Registered weights, what they serve, and whether they are here (fits 80 columns; --json has it all)."""
+    import json
+
+    from rich import box
+
     from openmvsep.engine.weights import WeightsError
 
     registry = _registry()
@@ -226,35 +237,71 @@ def models_list(selector: Optional[str] = typer.Argument(None, help="NAME, SEP_T
     except WeightsError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
-    table = Table("name", "serves", "model type", "file", "pinned", "present")
+    if as_json:
+        rows = [
+            {
+                "name": e.name,
+                "serves": list(e.serves),
+                "model_type": e.model_type,
+                "filename": e.filename,
+                "size": e.size,
+                "sha256": e.sha256,
+                "rank": e.rank,
+                "sdr": e.sdr,
+                "substitute": e.substitute,
+                "licence": _licence(e),
+                "present": registry.is_present(e),
+                "description": e.description,
+            }
+            for e in entries
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    # name and serves fold onto more lines rather than push the table past 80 columns
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    table.add_column("name", overflow="fold", ratio=3)
+    table.add_column("serves", overflow="fold", ratio=2)
+    table.add_column("here", no_wrap=True)
+    table.add_column("pin", no_wrap=True)
+    table.add_column("licence", overflow="fold", ratio=2)
     for entry in entries:
         table.add_row(
             entry.name,
-            ", ".join(entry.serves) or "-",
-            entry.model_type,
-            entry.filename,
-            "yes" if entry.sha256 else "no",
+            " ".join(entry.serves) or "-",
             "yes" if registry.is_present(entry) else "no",
+            "yes" if entry.sha256 else "no",
+            _licence(entry),
         )
-    Console().print(table)
+    Console(width=min(Console().width, 80)).print(table)
 
 
 @models_app.command("download")
 def models_download(
     selector: Optional[str] = typer.Argument(None, help="NAME, SEP_TYPE or SEP_TYPE:OPTION (default: all)"),
+    sep_type: Optional[int] = typer.Option(
+        None, "--sep-type", help="The best public model of this sep_type (registry rank, then published SDR)"
+    ),
     pin: bool = typer.Option(
         False, "--pin", help="Record the sha256 of an unpinned download in <data dir>/models.yaml"
     ),
 ) -> None:
-    """Download (resuming) and verify weights."""
+    """Download (resuming) and verify weights. A running server sees them within seconds, without a restart."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    from openmvsep.algorithms.preference import best_entries
     from openmvsep.engine.weights import WeightsError, pin_entry
 
     registry = _registry()
     failed = False
     try:
-        entries = registry.select(selector)
+        if sep_type is not None:
+            if selector:
+                raise WeightsError("give either a NAME/SEP_TYPE selector or --sep-type, not both")
+            entries = best_entries(registry, sep_type)[:1]
+            if not entries:
+                raise WeightsError(f"no public model in the weights registry serves sep_type {sep_type}")
+        else:
+            entries = registry.select(selector)
     except WeightsError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
@@ -289,6 +336,39 @@ def models_download(
             )
     if failed:
         raise typer.Exit(1)
+
+
+@models_app.command("coverage")
+def models_coverage(as_json: bool = typer.Option(False, "--json", help="The report as JSON")) -> None:
+    """Per sep_type of MVSep's catalog: runs exactly, runs by a labelled substitute, would run after
+    `models download`, or has no public model; with each group's share of the catalog's usage."""
+    import json
+
+    from rich import box
+
+    from openmvsep.bootstrap import Services
+    from openmvsep.service.coverage import GROUPS, measure
+
+    settings = Settings()
+    err.print(f"data directory: {settings.data_dir.resolve()}")
+    report = measure(Services(settings).runtime)
+    if as_json:
+        typer.echo(json.dumps(report.as_json(), indent=2))
+        return
+    console = Console(width=min(Console().width, 80))
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    table.add_column("sep", justify="right", no_wrap=True)
+    table.add_column("algorithm", overflow="fold", ratio=1)
+    table.add_column("runs", no_wrap=True)
+    table.add_column("usage", justify="right", no_wrap=True)
+    order = {group: i for i, group in enumerate(GROUPS)}
+    for row in sorted(report.sep_types, key=lambda r: (order[r.group], -r.usage)):
+        table.add_row(str(row.sep_type), row.name, row.group, str(row.usage))
+    console.print(table)
+    totals = Table("group", "sep_types", "share of usage", box=box.SIMPLE, pad_edge=False)
+    for group, total in report.totals().items():
+        totals.add_row(group, str(int(total["sep_types"])), f"{100 * total['usage_share']:.1f} %")
+    console.print(totals)
 
 
 @models_app.command("verify")

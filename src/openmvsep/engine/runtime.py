@@ -30,8 +30,8 @@ class Runtime:
     compile: bool = False  # torch.compile models as they load
 
     @classmethod
-    def for_data_dir(cls, data_dir: Path, **kwargs) -> Runtime:
-        return cls(WeightsRegistry.for_data_dir(data_dir), **kwargs)
+    def for_data_dir(cls, data_dir: Path, *, recheck_seconds: float = 2.0, **kwargs) -> Runtime:
+        return cls(WeightsRegistry.for_data_dir(data_dir, recheck_seconds=recheck_seconds), **kwargs)
 
     def can_load(self, entry: WeightEntry | None) -> bool:
         """Its weights are here, or will be fetched on first use."""
@@ -40,9 +40,11 @@ class Runtime:
         )
 
     def can_serve(self, option: str) -> bool:
+        self.registry.refresh()  # throttled: a few stats every recheck_seconds at most
         return self.can_load(self.registry.serving(option))
 
     def model_for(self, option: str) -> LoadedModel:
+        self.registry.refresh()  # an entry pinned or added since this process started
         entry = self.registry.serving(option)
         if entry is None:
             raise ModelUnavailable(f"no model in the weights registry serves {option}")

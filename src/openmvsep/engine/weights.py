@@ -15,6 +15,11 @@ admin's own file (`<data dir>/models.yaml`, same layout; its entries win by name
       filename: model_bs_roformer_ep_317_sdr_12.9755.ckpt
       sha256: 5b84…                             # required before a pickled file is ever loaded
       size: 639…                                # optional, checked when given
+      rank: 10                                  # optional (default 0): among the options of one catalog field,
+                                                # the higher rank is preferred (the default and the substitute)
+      sdr: 12.97                                # optional: the published SDR, which breaks ties of rank
+      substitute: true                          # optional: a public model standing in for a private one it does
+                                                # not reproduce (reports label what it serves as a substitute)
 
 A sep_type without options is served by the label `SEP_TYPE:` (what `Choice.option()` gives for it). A demucs bag
 is an entry of `model_type: demucs_bag` whose `config` is demucs' bag YAML (`models:` signatures, `weights:`,
@@ -28,6 +33,7 @@ only then renamed into place, so the cache never holds a half or wrong file unde
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +60,9 @@ class WeightEntry:
     size: int | None = None
     serves: tuple[str, ...] = ()
     description: str = ""
+    rank: int = 0
+    sdr: float | None = None
+    substitute: bool = False
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -90,6 +99,9 @@ def _entries_from(path: Path) -> list[WeightEntry]:
                     size=int(raw["size"]) if raw.get("size") else None,
                     serves=tuple(str(s) for s in raw.get("serves") or ()),
                     description=str(raw.get("description") or ""),
+                    rank=int(raw.get("rank") or 0),
+                    sdr=float(raw["sdr"]) if raw.get("sdr") is not None else None,
+                    substitute=bool(raw.get("substitute", False)),
                     extra={k: v for k, v in raw.items() if k not in WeightEntry.__dataclass_fields__},
                 )
             )
@@ -98,18 +110,65 @@ def _entries_from(path: Path) -> list[WeightEntry]:
     return entries
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 class WeightsRegistry:
-    def __init__(self, weights_dir: Path, extra_files: Iterable[Path] = ()):
+    """The entries of the registry files, and the weights directory they point into.
+
+    A running server sees `openmvsep models download` without a restart: whether a file is present is a stat
+    at each question, and `stamp()` changes whenever the weights directory or a registry file changes (a download
+    renames its file into place, which touches the directory), so that callers caching an answer know when to ask
+    again. `refresh()` re-reads the registry files when they changed (`--pin` writes models.yaml), at most every
+    `recheck_seconds`. Each process checks its own disk: a worker on another machine sees its own weights.
+    """
+
+    def __init__(self, weights_dir: Path, extra_files: Iterable[Path] = (), *, recheck_seconds: float = 2.0):
         self.weights_dir = Path(weights_dir)
-        self.entries: dict[str, WeightEntry] = {}
-        for path in (BUILTIN_REGISTRY, *extra_files):
-            if Path(path).is_file():
-                for entry in _entries_from(Path(path)):
-                    self.entries[entry.name] = entry
+        self.recheck_seconds = recheck_seconds
+        self._sources = tuple(Path(p) for p in (BUILTIN_REGISTRY, *extra_files))
+        self._sources_stamp = self._stamp_of(self._sources)
+        self._checked_at = time.monotonic()
+        self.entries: dict[str, WeightEntry] = self._read()
+
+    def _read(self) -> dict[str, WeightEntry]:
+        entries: dict[str, WeightEntry] = {}
+        for path in self._sources:
+            if path.is_file():
+                for entry in _entries_from(path):
+                    entries[entry.name] = entry
+        return entries
+
+    @staticmethod
+    def _stamp_of(paths: Iterable[Path]) -> tuple[int | None, ...]:
+        return tuple(_mtime(p) for p in paths)
+
+    def stamp(self) -> tuple[int | None, ...]:
+        """Changes when the weights directory or a registry file does (a few stats)."""
+        return (_mtime(self.weights_dir), *self._stamp_of(self._sources))
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Re-read the registry files if they changed since the last look (at most every recheck_seconds, unless
+        `force`)."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < self.recheck_seconds:
+            return
+        self._checked_at = now
+        stamp = self._stamp_of(self._sources)
+        if stamp != self._sources_stamp:
+            try:
+                entries = self._read()
+            except WeightsError:  # a half-written or broken models.yaml: keep serving what was read before
+                return
+            self.entries, self._sources_stamp = entries, stamp
 
     @classmethod
-    def for_data_dir(cls, data_dir: Path) -> WeightsRegistry:
-        return cls(Path(data_dir) / "weights", [Path(data_dir) / "models.yaml"])
+    def for_data_dir(cls, data_dir: Path, *, recheck_seconds: float = 2.0) -> WeightsRegistry:
+        return cls(Path(data_dir) / "weights", [Path(data_dir) / "models.yaml"], recheck_seconds=recheck_seconds)
 
     def get(self, name: str) -> WeightEntry:
         entry = self.entries.get(name)
@@ -268,6 +327,9 @@ def pin_entry(models_file: Path, entry: WeightEntry, path: Path) -> str:
             "urls": list(entry.urls),
             "filename": entry.filename,
             "sha256": digest,
+            **({"rank": entry.rank} if entry.rank else {}),
+            **({"sdr": entry.sdr} if entry.sdr is not None else {}),
+            **({"substitute": True} if entry.substitute else {}),
             **entry.extra,
         }
     )

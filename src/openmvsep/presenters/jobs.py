@@ -78,7 +78,7 @@ class JobPresenter:
         data: dict = {
             "hash": job.hash,
             "algorithm": algo.name if algo else str(job.sep_type),
-            "algorithm_description": algo.description if algo else "",
+            "algorithm_description": self._description(job),
             "size": human_size(main["size"]),
             "output_format": FORMATS[job.output_format].label,
         }
@@ -105,7 +105,30 @@ class JobPresenter:
             for f in (job.files or [])
         ]
         data["date"] = fmt_datetime(job.finished_at or job.updated_at)
+        if job.substitutions:
+            data["substitutions"] = self._substitutions(job)
         return data
+
+    def _substitutions(self, job: Any) -> dict[str, dict[str, str]]:
+        """add_optN -> {requested, used} (an additive key: present only when a substitute ran)."""
+        return {name: {"requested": s["requested"], "used": s["used"]} for name, s in job.substitutions.items()}
+
+    def _description(self, job: Any) -> str:
+        """The catalog's description; when a substitute ran, it first names the model that did."""
+        algo = self.catalog.get(job.sep_type)
+        if algo is None:
+            return ""
+        if not job.substitutions:
+            return algo.description
+        ran = []
+        for name, swap in job.substitutions.items():
+            f = algo.field(name)
+            if f is None:
+                continue
+            used = f.options.get(swap["used"], swap["used"])
+            asked = f.options.get(swap["requested"], swap["requested"])
+            ran.append(f"{f.text or f.server_key}: {used} (instead of {asked}, which this server cannot run)")
+        return "Ran on this server with " + "; ".join(ran) + ".\n\n" + algo.description
 
     def remote_status(self, state: tuple[RemoteJob, int, int] | None) -> dict:
         """The `get-remote` body for RemoteIntake.state."""
@@ -175,6 +198,7 @@ class JobPresenter:
                     "credits": job.credits_charged if exists else None,
                     "time_left": floor((job.expires_at - now).total_seconds() / 3600),
                     "algorithm": self.algorithm_summary(job.sep_type, with_group=True),
+                    **({"substitutions": self._substitutions(job)} if job.substitutions else {}),
                 }
             )
         return items

@@ -2,8 +2,10 @@
 
 The data is MVSep's own `app/algorithms` dump (catalog_data/algorithms-2026.json, kept byte-for-byte) plus
 catalog_data/extra_algorithms.json, which holds the entries of the other scopes (no_upload, matchering_upload)
-in the same element shape. Elements are served unchanged apart from two additive keys (`is_available`,
-`available_keys`) and one extra option: sep_type 55 gets a DSP phantom-centre mode that needs no download.
+in the same element shape. Elements are served unchanged apart from additive keys (`is_available`,
+`available_keys`, `mvsep_default_key`), one extra option (sep_type 55 gets a DSP phantom-centre mode that needs
+no download) and, for what runs here, `default_key`: the field's best runnable key, so that a client that
+preselects the default asks for something this server runs (MVSep's own stays in `mvsep_default_key`).
 
 `runnable` (given by whoever knows the engines and the installed weights) says which sep_types and which
 option keys this server can run; the catalog only answers questions about it.
@@ -16,7 +18,10 @@ import copy
 import functools
 import importlib.resources
 import json
-from collections.abc import Collection, Iterable, Mapping
+import logging
+import math
+import time
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
@@ -27,6 +32,8 @@ SCOPES = ("single_upload", "no_upload", "matchering_upload")
 DEFAULT_SCOPE = "single_upload"
 DSP_CENTRE_KEY = "dsp"
 MAX_TEXT_CHARS = 5000
+
+log = logging.getLogger("openmvsep.catalog")
 
 _DATA_FILES = ("algorithms-2026.json", "extra_algorithms.json")
 _TEXT_INPUT_TYPES = frozenset({"text", "textarea"})
@@ -287,9 +294,17 @@ def _load_algorithms() -> tuple[Algorithm, ...]:
     return algorithms
 
 
+def all_algorithms() -> tuple[Algorithm, ...]:
+    """Every algorithm of every scope, parsed once per process."""
+    return _load_algorithms()
+
+
 # ---------------------------------------------------------------------------------------------- catalog
 
 RunnableSpec = Mapping[int, "Mapping[str, Collection[str]] | None"]
+# (sep_type, key of its model_type field) -> (rank, published SDR): greater is preferred
+OptionScore = Callable[[int, str], tuple[float, float]]
+_UNSCORED = (0.0, -math.inf)
 
 
 def normalise_scopes(scopes: Iterable[str] | str | None) -> frozenset[str]:
@@ -303,21 +318,97 @@ def normalise_scopes(scopes: Iterable[str] | str | None) -> frozenset[str]:
     return known or frozenset({DEFAULT_SCOPE})
 
 
+@dataclass
+class _Runnable:
+    """What runs here at one moment: per sep_type and select field, the keys in stored order and best first."""
+
+    allowed: dict[int, dict[str, tuple[str, ...]]]
+    best: dict[int, dict[str, tuple[str, ...]]]
+    listings: dict[frozenset[str], tuple[list[dict], bytes]] = dataclass_field(default_factory=dict)
+
+
 class Catalog:
-    def __init__(self, runnable: RunnableSpec, algorithms: Iterable[Algorithm] | None = None) -> None:
+    def __init__(
+        self, runnable: RunnableSpec, algorithms: Iterable[Algorithm] | None = None, *, score: OptionScore | None = None
+    ) -> None:
         """`runnable`: sep_type -> {field name -> option keys this server can run}; a field not named accepts every
-        key, None/{} = the whole algorithm runs; sep_types absent cannot run here."""
+        key, None/{} = the whole algorithm runs; sep_types absent cannot run here. `score` ranks the runnable keys
+        of a model_type field (the best is the default and the substitute); without it, and between equal scores,
+        MVSep's default comes first, then the stored order."""
         if algorithms is None:
             algorithms = _load_algorithms()
         self._algorithms: dict[int, Algorithm] = {a.render_id: a for a in algorithms}
-        self._allowed = {
-            int(sep_type): self._runnable_keys(int(sep_type), spec or {}) for sep_type, spec in runnable.items()
-        }
-        self._list_cache: dict[frozenset[str], tuple[list[dict], bytes]] = {}
+        self._source: Callable[[], tuple[RunnableSpec, OptionScore | None]] | None = None
+        self._stamp_of: Callable[[], Hashable] = lambda: None
+        self._stamp: Hashable = None
+        self._recheck_seconds = 0.0
+        self._checked_at = time.monotonic()
+        self._state = self._build(runnable, score)
 
     @classmethod
-    def load(cls, runnable: RunnableSpec) -> Catalog:
-        return cls(runnable, _load_algorithms())
+    def load(cls, runnable: RunnableSpec, *, score: OptionScore | None = None) -> Catalog:
+        return cls(runnable, _load_algorithms(), score=score)
+
+    @classmethod
+    def live(
+        cls,
+        source: Callable[[], tuple[RunnableSpec, OptionScore | None]],
+        stamp: Callable[[], Hashable],
+        recheck_seconds: float,
+        algorithms: Iterable[Algorithm] | None = None,
+    ) -> Catalog:
+        """A catalog that asks `source` again when `stamp()` changes (looked at most every `recheck_seconds`):
+        weights downloaded while the server runs become runnable without a restart."""
+        first = stamp()
+        runnable, score = source()
+        catalog = cls(runnable, algorithms, score=score)
+        catalog._source, catalog._stamp_of, catalog._stamp = source, stamp, first
+        catalog._recheck_seconds = recheck_seconds
+        return catalog
+
+    def _current(self) -> _Runnable:
+        if self._source is None:
+            return self._state
+        now = time.monotonic()
+        if now - self._checked_at < self._recheck_seconds:
+            return self._state
+        self._checked_at = now
+        stamp = self._stamp_of()  # before the source is read: a change while it is read is seen next time
+        if stamp != self._stamp:
+            try:
+                runnable, score = self._source()
+                self._state = self._build(runnable, score)
+            except (ValueError, OSError):
+                log.exception("the runnable options could not be read again; serving the previous ones")
+            self._stamp = stamp
+        return self._state
+
+    def refresh(self) -> None:
+        """Look for new weights now, whatever the recheck interval (tests, `models coverage`)."""
+        self._checked_at = -math.inf
+        self._current()
+
+    def _build(self, runnable: RunnableSpec, score: OptionScore | None) -> _Runnable:
+        allowed = {int(sep_type): self._runnable_keys(int(sep_type), spec or {}) for sep_type, spec in runnable.items()}
+        best = {sep_type: self._ranked(sep_type, fields, score) for sep_type, fields in allowed.items()}
+        return _Runnable(allowed, best)
+
+    def _ranked(
+        self, sep_type: int, fields: Mapping[str, tuple[str, ...]], score: OptionScore | None
+    ) -> dict[str, tuple[str, ...]]:
+        algorithm = self._algorithms[sep_type]
+        out: dict[str, tuple[str, ...]] = {}
+        for name, keys in fields.items():
+            f = algorithm.field(name)
+            assert f is not None  # _runnable_keys checked every name
+            scored = score if score is not None and f.server_key == "model_type" else None
+
+            def order(key: str, f: Field = f, scored: OptionScore | None = scored) -> tuple:
+                rank, sdr = scored(sep_type, key) if scored is not None else _UNSCORED
+                return (-rank, -sdr, key != f.fallback_key)
+
+            out[name] = tuple(sorted(keys, key=order))  # stable: the stored order breaks the last ties
+        return out
 
     def _runnable_keys(self, sep_type: int, spec: Mapping[str, Collection[str]]) -> dict[str, tuple[str, ...]]:
         """Per select field, the option keys that run here, in stored order. Bad specs fail loudly at start-up."""
@@ -349,19 +440,30 @@ class Catalog:
     def get(self, sep_type: int) -> Algorithm | None:
         return self._algorithms.get(sep_type)
 
+    def algorithms(self) -> builtins.list[Algorithm]:
+        """Every algorithm of every scope, in serving order."""
+        return builtins.list(self._algorithms.values())
+
     def is_available(self, sep_type: int) -> bool:
         """Whether at least one option set of this algorithm runs here."""
-        allowed = self._allowed.get(sep_type)
+        allowed = self._current().allowed.get(sep_type)
         return allowed is not None and all(allowed.values())
 
     def available_keys(self, sep_type: int, field_name: str) -> list[str]:
         """Option keys of a select field that run here ([] for text fields and for what cannot run)."""
         if not self.is_available(sep_type):
             return []
-        return list(self._allowed[sep_type].get(field_name, ()))
+        return list(self._current().allowed[sep_type].get(field_name, ()))
+
+    def best_keys(self, sep_type: int, field_name: str) -> builtins.list[str]:
+        """`available_keys`, best first."""
+        if not self.is_available(sep_type):
+            return []
+        return builtins.list(self._current().best[sep_type].get(field_name, ()))
 
     def runnable_sep_types(self) -> list[int]:
-        return sorted(s for s in self._allowed if self.is_available(s))
+        allowed = self._current().allowed
+        return sorted(s for s in allowed if self.is_available(s))
 
     # -- app/algorithms
 
@@ -376,38 +478,48 @@ class Catalog:
     # builtins.list: inside this class, `list` names the method above
     def _listing(self, scopes: Iterable[str] | str | None) -> tuple[builtins.list[dict], bytes]:
         key = normalise_scopes(scopes)
-        cached = self._list_cache.get(key)
+        state = self._current()
+        cached = state.listings.get(key)
         if cached is None:
             elements = [self._served_element(a) for a in self._algorithms.values() if a.audio_widget in key]
             body = json.dumps(elements, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            cached = self._list_cache[key] = (elements, body)
+            cached = state.listings[key] = (elements, body)
         return cached
 
     def _served_element(self, algorithm: Algorithm) -> dict:
+        """The stored element plus additive keys: `available_keys`, and `mvsep_default_key` keeping MVSep's
+        default while `default_key` names what an empty value runs here (the best runnable key)."""
         element = copy.deepcopy(algorithm.raw)
         for field_element in element["algorithm_fields"]:
-            field_element["available_keys"] = self.available_keys(algorithm.render_id, field_element["name"])
+            f = algorithm.field(field_element["name"])
+            assert f is not None  # the element's own fields
+            field_element["available_keys"] = self.available_keys(algorithm.render_id, f.name)
+            field_element["mvsep_default_key"] = field_element.get("default_key")
+            if not f.is_text and self.is_available(algorithm.render_id):
+                field_element["default_key"] = self.default_key(algorithm.render_id, f)
         element["is_available"] = self.is_available(algorithm.render_id)
         return element
 
     # -- separation/create
 
     def default_key(self, sep_type: int, f: Field) -> str:
-        """What an empty value means: default_key, unless that cannot run here and another key can."""
-        fallback = f.fallback_key
+        """What an empty value means: the best key that runs here (MVSep's default_key when nothing runs)."""
         if f.is_text or not self.is_available(sep_type):
-            return fallback
-        allowed = self._allowed[sep_type].get(f.name, ())
-        return fallback if fallback in allowed or not allowed else allowed[0]
+            return f.fallback_key
+        best = self._current().best[sep_type].get(f.name, ())
+        return best[0] if best else f.fallback_key
 
-    def resolve(self, sep_type: int, form: Mapping[str, Any]) -> Choice:
+    def resolve(self, sep_type: int, form: Mapping[str, Any], *, substitute: bool = False) -> Choice:
         """Form fields add_opt1..4 -> the choice of every field of the algorithm (option key or free text).
 
         Lenient as MVSep clients need (CONTRACT §1.3): fields the algorithm lacks are ignored, empty values take the
-        default, and fields hidden by a condition take their default whatever was sent.
+        default, and fields hidden by a condition take their default whatever was sent. With `substitute`, a valid
+        key that cannot run here is replaced by the field's best runnable key; the choice remembers what was asked
+        (an empty value asks for MVSep's default), so that the job discloses it.
         """
         algorithm = self._require(sep_type)
         values: dict[str, str] = {}
+        requested: dict[str, str] = {}
         errors: dict[str, OptionError] = {}
         for f in algorithm.fields:
             given = form.get(f.name)
@@ -424,21 +536,38 @@ class Catalog:
                     )
             elif not text:
                 values[f.name] = self.default_key(sep_type, f)
+                requested[f.name] = f.fallback_key
             elif text in f.options:
-                values[f.name] = text
+                values[f.name] = requested[f.name] = text
             else:
                 values[f.name] = self.default_key(sep_type, f)
                 errors[f.name] = OptionError(
                     f"Invalid value {text!r} for {f.name} ({f.server_key}). Valid keys: {', '.join(f.options)}"
                 )
+        if substitute and self.is_available(sep_type):
+            allowed = self._current().allowed[sep_type]
+            for name in [n for n, key in values.items() if n in allowed and key not in allowed[n]]:
+                field = algorithm.field(name)
+                assert field is not None
+                values[name] = self.default_key(sep_type, field)
         for name in algorithm.hidden_fields(values):
             hidden = algorithm.field(name)
             assert hidden is not None  # hidden_fields names fields of this algorithm
             values[name] = self.default_key(sep_type, hidden)
             errors.pop(name, None)
+            requested.pop(name, None)  # a hidden field's value does not count: nothing was asked of it
         if errors:
             raise next(iter(errors.values()))
-        return self._choice(algorithm, values)
+        return self._choice(algorithm, values, self._substituted(sep_type, values, requested))
+
+    def _substituted(self, sep_type: int, values: Mapping[str, str], requested: Mapping[str, str]) -> dict[str, str]:
+        """Field -> the key asked for, where another runs in its place because this one cannot run here."""
+        allowed = self._current().allowed.get(sep_type, {})
+        return {
+            name: key
+            for name, key in requested.items()
+            if key != values[name] and name in allowed and key not in allowed[name]
+        }
 
     def choice(self, sep_type: int, keys: Mapping[str, str]) -> Choice:
         """The choice a job stored ({server_key: key}), with the catalog's labels."""
@@ -448,11 +577,20 @@ class Catalog:
         )
 
     @staticmethod
-    def _choice(algorithm: Algorithm, values_by_name: Mapping[str, str]) -> Choice:
+    def _choice(
+        algorithm: Algorithm, values_by_name: Mapping[str, str], requested: Mapping[str, str] | None = None
+    ) -> Choice:
+        requested = requested or {}
         return Choice(
             algorithm.render_id,
             tuple(
-                Chosen(f.name, f.server_key, values_by_name[f.name], f.options.get(values_by_name[f.name], ""))
+                Chosen(
+                    f.name,
+                    f.server_key,
+                    values_by_name[f.name],
+                    f.options.get(values_by_name[f.name], ""),
+                    requested.get(f.name),
+                )
                 for f in algorithm.fields
                 if f.name in values_by_name
             ),
@@ -466,7 +604,7 @@ class Catalog:
             return f"Separation type {sep_type} does not exist."
         if not self.is_available(sep_type):
             return f"{algorithm.name} (sep_type {sep_type}) has no engine on this server yet."
-        allowed = self._allowed[sep_type]
+        allowed = self._current().allowed[sep_type]
         by_name = {f.name: str(choice[f.server_key]) for f in algorithm.fields if f.server_key in choice}
         hidden = algorithm.hidden_fields(by_name)
         refused = [

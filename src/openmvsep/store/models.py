@@ -100,7 +100,9 @@ class Job(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True)
     plan: Mapped[int] = mapped_column(Integer)  # 2 premium, 1 registered, 0 unregistered: higher is served first
     sep_type: Mapped[int] = mapped_column(Integer)
-    options: Mapped[dict] = mapped_column(JSON)  # server_key -> chosen key
+    options: Mapped[dict] = mapped_column(JSON)  # server_key -> chosen key (what runs)
+    # add_optN -> {requested, used}: the fields where this server ran another option than the one asked for
+    substitutions: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     output_format: Mapped[int] = mapped_column(Integer)
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     long_filenames: Mapped[bool] = mapped_column(Boolean, default=False)

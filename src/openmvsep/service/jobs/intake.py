@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openmvsep.algorithms.choice import Choice
+from openmvsep.algorithms.preference import best_entries
 from openmvsep.algorithms.recipes import RECIPES, Recipe
 from openmvsep.engine import audio
 from openmvsep.engine.joins import plan_chunks
@@ -99,7 +100,9 @@ class Intake:
             raise ServiceError(f"Seperation type {req.sep_type} does not exist")
         check_premium_gate(algo, user)
         try:
-            choice = self.catalog.resolve(req.sep_type, req.options_form)
+            choice = self.catalog.resolve(
+                req.sep_type, req.options_form, substitute=self.settings.option_policy == "substitute"
+            )
         except OptionError as e:
             raise ServiceError(str(e)) from None
         reason = self.catalog.unavailable_reason(choice)
@@ -108,15 +111,23 @@ class Intake:
         return algo, choice
 
     def _weights_hint(self, choice: Choice) -> str:
-        if self.registry is None or "model_type" not in choice:
+        """Which command makes the refused choice runnable: the weights of the option asked for, or, when no
+        public model serves it (or nothing of the sep_type runs here), the best public model of its sep_type."""
+        if self.registry is None:
             return ""
-        entry = self.registry.serving(choice.option("model_type"))
-        if entry is None:
+        entry = self.registry.serving(choice.option("model_type")) if "model_type" in choice else None
+        if entry is not None and self.catalog.is_available(choice.sep_type):
+            return f" An admin installs them with `openmvsep models download {entry.name}` ({entry.filename})."
+        best = best_entries(self.registry, choice.sep_type)
+        if best:
             return (
-                " No public checkpoint for this option is in the server's weights registry; an admin can add one "
-                "in models.yaml in the data directory."
+                f" An admin installs its best public model, {best[0].name} ({best[0].filename}), with "
+                f"`openmvsep models download --sep-type {choice.sep_type}`."
             )
-        return f" An admin installs them with `openmvsep models download {entry.name}` ({entry.filename})."
+        return (
+            " No public checkpoint for this option is in the server's weights registry; an admin can add one "
+            "in models.yaml in the data directory."
+        )
 
     def caller_readonly(self, token: str | None) -> User | None:
         """Who is asking, checked before any work (401 for a bad token comes first)."""
@@ -259,6 +270,7 @@ class Intake:
             plan=plan,
             sep_type=req.sep_type,
             options=choice.as_dict(),
+            substitutions=choice.substitutions() or None,
             output_format=req.output_format,
             is_demo=req.is_demo,
             long_filenames=bool(user and user.long_filenames_enabled),
@@ -277,10 +289,11 @@ class Intake:
         if cost and user is not None:
             accounts.change_credits(s, user, -cost, "charge", job_id=job.id)
         log.info(
-            "job %s: created (sep_type %s, %s, %.1f s, plan %s, %s credit(s), %d piece(s))",
+            "job %s: created (sep_type %s, %s%s, %.1f s, plan %s, %s credit(s), %d piece(s))",
             hash_value,
             req.sep_type,
             choice.as_dict(),
+            f", substitutes {choice.substitutions()}" if choice.substitutions() else "",
             main.duration,
             plan,
             cost,

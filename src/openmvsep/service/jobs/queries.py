@@ -48,6 +48,8 @@ _STATUS_QUERY = select(
     Job.finished_chunks,
     Job.all_chunks,
     Job.sep_type,
+    Job.options,
+    Job.substitutions,
     Job.inputs,
     Job.files,
     Job.output_format,
