@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     rate_limit_key_prefix: str = "openmvsep"  # names the counters in a shared store (several deployments, one Redis)
     storage_miss_limit_per_minute: int = 30  # /storage 404s a client address may cause a minute, then 429; 0 = off
 
+    # Transcribers that ship in their wheels (Basic Pitch, Transkun). Transkun reads 16-second windows; this is
+    # the step between their starts (0: the shipped configuration's 8 s, each stretch heard twice). 16 hears each
+    # stretch once: about three times faster on short inputs, at some cost at the windows' edges.
+    transkun_hop_seconds: float = 0.0
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

@@ -101,6 +101,7 @@ class Services:
             batch_size=s.batch_size,
             auto_download=s.auto_download,
             compile=s.compile_models,
+            transkun_hop_seconds=s.transkun_hop_seconds,
         )
 
     @cached_property

@@ -28,6 +28,7 @@ class Runtime:
     batch_size: int = 0  # 0: automatic (separator.separate)
     auto_download: bool = False
     compile: bool = False  # torch.compile models as they load
+    transkun_hop_seconds: float = 0.0  # Transkun's step between windows; 0: its configuration's own
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, **kwargs) -> Runtime:
