@@ -298,6 +298,44 @@ def _transkun_model() -> object:
     return transkun.model_files()
 
 
+WHISPER = "39:0"  # the registry option of Whisper checkpoints (39's add_opt1 "0": the file as it is)
+WHISPER_DIRECT, WHISPER_VOCALS_FIRST = "0", "1"
+WHISPER_TIMESTAMPS = "1"  # add_opt2 "1": Whisper's own timestamps ("0", linto-ai's word-level ones, is not here)
+TRANSCRIPT_FILES = ("text", "subtitles", "segments")
+
+
+def _whisper(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
+    """A transcript as text, SubRip subtitles and JSON segments; "extract vocals first" runs a vocal model
+    before, as MVSep does, so that the music does not reach the recogniser."""
+    from openmvsep.engine.transcription import speech
+
+    entry = runtime.registry.serving(WHISPER)
+    if entry is None:
+        raise ModelUnavailable(f"no model in the weights registry serves {WHISPER}")
+    audio = inputs["audiofile"]
+    if choice.get("model_type") == WHISPER_VOCALS_FIRST:
+        extractor = next((o for o in VOCAL_EXTRACTORS if runtime.can_serve(o)), None)
+        if extractor is None:
+            raise ModelUnavailable("no vocal model is installed to extract the vocals first")
+        audio = _stem(runtime, extractor, audio, "vocals")
+    model = runtime.cache.get(
+        ("whisper", entry.name), lambda: speech.load_whisper(runtime.weights_path(entry), runtime.device)
+    )
+    transcript = speech.transcribe(model, speech.to_input_rate(audio.mean(axis=0), rate))
+    return {
+        "text": Document("txt", speech.as_text(transcript), label="Text"),
+        "subtitles": Document("srt", speech.as_srt(transcript), label="Subtitles"),
+        "segments": Document("json", speech.as_json(transcript), label="Segments"),
+    }, rate
+
+
+def _whisper_runnable(runtime: Runtime) -> Mapping[str, Collection[str]] | None:
+    if not runtime.can_serve(WHISPER):
+        return None
+    vocals_first = [WHISPER_VOCALS_FIRST] if any(runtime.can_serve(o) for o in VOCAL_EXTRACTORS) else []
+    return {"add_opt1": [WHISPER_DIRECT, *vocals_first], "add_opt2": [WHISPER_TIMESTAMPS]}
+
+
 VOCALS = ("vocals", "instrumental")
 DEMUCS_4 = ("drums", "bass", "other", "vocals")
 HTDEMUCS_FT = {stem: f"htdemucs_ft_{stem}" for stem in DEMUCS_4}  # registry entries of the bag's four members
@@ -340,6 +378,14 @@ RECIPES: dict[int, Recipe] = {
         chunkable=False,
         sample_rate=TRANSKUN_RATE,
         stems=lambda _choice: ["midi"],
+    ),
+    39: Recipe(
+        39,
+        _whisper,
+        runnable=_whisper_runnable,
+        chunkable=False,  # Whisper windows the input itself, and a sentence does not stop at a chunk boundary
+        sample_rate=MODEL_RATE,  # the vocal models' rate; the recogniser's 16 kHz is made after them
+        stems=lambda _choice: list(TRANSCRIPT_FILES),
     ),
     26: ensemble_recipe(
         26,

@@ -47,6 +47,18 @@ class Runtime:
             raise ModelUnavailable(f"no model in the weights registry serves {option}")
         return self.load(entry)
 
+    def weights_path(self, entry: WeightEntry) -> Path:
+        """The entry's local file, fetched first when auto_download is on and checked against its pin, for the
+        families that read their own files (Whisper)."""
+        try:
+            if not self.registry.is_present(entry) and self.auto_download:
+                self.registry.download(entry)
+            if entry.sha256:
+                self.registry.verify(entry)
+            return self.registry.require(entry)
+        except (WeightsError, OSError) as e:
+            raise ModelUnavailable(f"the model {entry.name} cannot be loaded: {e}") from e
+
     def load(self, entry: WeightEntry) -> LoadedModel:
         return self.cache.get(entry.name, lambda: self._load(entry))
 
