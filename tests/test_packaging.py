@@ -46,6 +46,8 @@ def test_make_run_installs_without_the_test_extras(makefile_copy):
     assert any("-e ." in line for line in installs)
     # The Quality Checker's log-WMSE needs this one at run time, not only in the tests.
     assert any("--no-deps" in line and "torch-log-wmse==0.3.1" in line for line in installs)
+    # The transcribers' models ship in these wheels, whose own pins would pull TensorFlow and training tools.
+    assert any("--no-deps" in line and "basic-pitch==0.4.0" in line and "transkun==2.0.1" in line for line in installs)
     assert all("-c constraints.txt" in line for line in installs), installs
 
 

@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     # added by `openmvsep models download` while it runs (a few stats; each machine checks its own disk).
     weights_recheck_seconds: float = 2.0
 
+    # Transcribers that ship in their wheels (Basic Pitch, Transkun). Transkun reads 16-second windows; this is
+    # the step between their starts (0: the shipped configuration's 8 s, each stretch heard twice). 16 hears each
+    # stretch once: about three times faster on short inputs, at some cost at the windows' edges.
+    transkun_hop_seconds: float = 0.0
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

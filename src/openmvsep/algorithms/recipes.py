@@ -1,8 +1,9 @@
 """Recipes: what running one catalog algorithm (sep_type + chosen options) means for the engine.
 
-A recipe takes decoded inputs and returns named stems in the model's native order. The service asks which
-sep_types and option keys this server can run (`runnable_map`); the runner calls `run`. Neural recipes
-find their model through the weights registry (catalog option `SEP_TYPE:KEY` -> checkpoint), so an option
+A recipe takes decoded inputs and returns named outputs in the model's native order: stems (audio arrays, which
+the runner encodes in the job's output format) or finished documents (MIDI, text), stored as they are. The
+service asks which sep_types and option keys this server can run (`runnable_map`); the runner calls `run`. Neural
+recipes find their model through the weights registry (catalog option `SEP_TYPE:KEY` -> checkpoint), so an option
 becomes runnable as soon as its weights are present.
 """
 
@@ -15,14 +16,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from openmvsep.algorithms.choice import Choice
+from openmvsep.engine.documents import Document
 from openmvsep.engine.runtime import ModelUnavailable, Runtime
 
 if TYPE_CHECKING:  # torch is imported only where models run, not by the API process
     from openmvsep.engine.separator import LoadedModel
 
 Stems = dict[str, np.ndarray]
-# (inputs by role as (channels, frames) float32, their common sample rate, the choice, runtime) -> (stems, rate)
-RunFn = Callable[[dict[str, np.ndarray], int, Choice, Runtime], tuple[Stems, int]]
+Outputs = dict[str, np.ndarray | Document]  # stems, and documents where a recipe's output is not audio
+# (inputs by role as (channels, frames) float32, their common sample rate, the choice, runtime) -> (outputs, rate)
+RunFn = Callable[[dict[str, np.ndarray], int, Choice, Runtime], tuple[Outputs, int]]
 
 DSP_CENTRE_KEY = "dsp"
 MODEL_RATE = 44100  # every public checkpoint in the registry works at 44.1 kHz
@@ -40,7 +43,7 @@ class Recipe:
     chunkable: bool = True
     # rate the inputs are decoded at; None keeps the (first) input's own rate
     sample_rate: int | None = None
-    # the choice -> stem keys in output order, known before running (used to name files)
+    # the choice -> output keys in order, known before running (used to name files)
     stems: Callable[[Choice], list[str]] = field(default=lambda _choice: [])
 
 
@@ -326,6 +329,97 @@ def _model_keys(sep_type: int) -> Callable[[Runtime], Mapping[str, Collection[st
     return runnable
 
 
+def _basic_pitch(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, runtime: Runtime):
+    """Notes of any pitched instrument or voice, as MIDI (the model ships in the basic-pitch wheel)."""
+    from openmvsep.engine.transcription import basic_pitch
+    from openmvsep.engine.transcription.notes import midi_file
+
+    path = basic_pitch.model_path()
+    if path is None:
+        raise ModelUnavailable(f"Basic Pitch is not installed: {BASIC_PITCH_FIX}")
+    model = runtime.cache.get(("basic_pitch", str(path)), lambda: basic_pitch.BasicPitch(path))
+    notes = model.transcribe(inputs["audiofile"].mean(axis=0))
+    return {"midi": Document("mid", midi_file(notes, name="Basic Pitch"), label="MIDI")}, rate
+
+
+def _transkun(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, runtime: Runtime):
+    """Piano notes, velocities included, as MIDI (the checkpoint ships in the transkun wheel)."""
+    from openmvsep.engine.transcription import transkun
+    from openmvsep.engine.transcription.notes import midi_file
+
+    files = transkun.model_files()
+    if files is None:
+        raise ModelUnavailable(f"Transkun is not installed: {transkun.FIX}")
+    hop = runtime.transkun_hop_seconds
+    model = runtime.cache.get(
+        ("transkun", str(files[0]), hop),
+        lambda: transkun.Transkun(*files, device=runtime.device, hop_seconds=hop),
+    )
+    notes = model.transcribe(inputs["audiofile"])
+    return {"midi": Document("mid", midi_file(notes, name="Transkun"), label="MIDI")}, rate
+
+
+BASIC_PITCH_FIX = "pip install --no-deps basic-pitch==0.4.0 && pip install onnxruntime (`make install` does both)"
+BASIC_PITCH_RATE = 22050  # the model's input rate
+TRANSKUN_RATE = 44100  # the shipped configuration's rate
+DIRECT = "0"  # 113's extract_type: transcribe the mixture as it is ("1", extracting the piano first, needs a model)
+
+
+def _when(present: Callable[[], object], spec: Mapping[str, Collection[str]]):
+    """A runnable spec that holds while `present()` finds the model files a wheel ships (None: not installed)."""
+    return lambda _runtime: spec if present() is not None else None
+
+
+def _basic_pitch_model() -> object:
+    from openmvsep.engine.transcription import basic_pitch
+
+    return basic_pitch.model_path()
+
+
+def _transkun_model() -> object:
+    from openmvsep.engine.transcription import transkun
+
+    return transkun.model_files()
+
+
+WHISPER = "39:0"  # the registry option of Whisper checkpoints (39's add_opt1 "0": the file as it is)
+WHISPER_DIRECT, WHISPER_VOCALS_FIRST = "0", "1"
+WHISPER_TIMESTAMPS = "1"  # add_opt2 "1": Whisper's own timestamps ("0", linto-ai's word-level ones, is not here)
+TRANSCRIPT_FILES = ("text", "subtitles", "segments")
+
+
+def _whisper(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
+    """A transcript as text, SubRip subtitles and JSON segments; "extract vocals first" runs a vocal model
+    before, as MVSep does, so that the music does not reach the recogniser."""
+    from openmvsep.engine.transcription import speech
+
+    entry = runtime.registry.serving(WHISPER)
+    if entry is None:
+        raise ModelUnavailable(f"no model in the weights registry serves {WHISPER}")
+    audio = inputs["audiofile"]
+    if choice.get("model_type") == WHISPER_VOCALS_FIRST:
+        extractor = next((o for o in VOCAL_EXTRACTORS if runtime.can_serve(o)), None)
+        if extractor is None:
+            raise ModelUnavailable("no vocal model is installed to extract the vocals first")
+        audio = _stem(runtime, extractor, audio, "vocals")
+    model = runtime.cache.get(
+        ("whisper", entry.name), lambda: speech.load_whisper(runtime.weights_path(entry), runtime.device)
+    )
+    transcript = speech.transcribe(model, speech.to_input_rate(audio.mean(axis=0), rate))
+    return {
+        "text": Document("txt", speech.as_text(transcript), label="Text"),
+        "subtitles": Document("srt", speech.as_srt(transcript), label="Subtitles"),
+        "segments": Document("json", speech.as_json(transcript), label="Segments"),
+    }, rate
+
+
+def _whisper_runnable(runtime: Runtime) -> Mapping[str, Collection[str]] | None:
+    if not runtime.can_serve(WHISPER):
+        return None
+    vocals_first = [WHISPER_VOCALS_FIRST] if any(runtime.can_serve(o) for o in VOCAL_EXTRACTORS) else []
+    return {"add_opt1": [WHISPER_DIRECT, *vocals_first], "add_opt2": [WHISPER_TIMESTAMPS]}
+
+
 VOCALS = ("vocals", "instrumental")
 DEMUCS_4 = ("drums", "bass", "other", "vocals")
 HTDEMUCS_FT = {stem: f"htdemucs_ft_{stem}" for stem in DEMUCS_4}  # registry entries of the bag's four members
@@ -363,6 +457,31 @@ RECIPES: dict[int, Recipe] = {
     20: multistem_recipe(
         20, {"0": DEMUCS_4, "1": DEMUCS_4, "2": (*DEMUCS_4, "guitar", "piano")}, specialists={"0": HTDEMUCS_FT}
     ),
+    # Transcribers: whole inputs (a note does not stop at a chunk boundary) to one MIDI file.
+    114: Recipe(
+        114,
+        _basic_pitch,
+        runnable=_when(_basic_pitch_model, {}),
+        chunkable=False,
+        sample_rate=BASIC_PITCH_RATE,
+        stems=lambda _choice: ["midi"],
+    ),
+    113: Recipe(
+        113,
+        _transkun,
+        runnable=_when(_transkun_model, {"add_opt1": [DIRECT]}),
+        chunkable=False,
+        sample_rate=TRANSKUN_RATE,
+        stems=lambda _choice: ["midi"],
+    ),
+    39: Recipe(
+        39,
+        _whisper,
+        runnable=_whisper_runnable,
+        chunkable=False,  # Whisper windows the input itself, and a sentence does not stop at a chunk boundary
+        sample_rate=MODEL_RATE,  # the vocal models' rate; the recogniser's 16 kHz is made after them
+        stems=lambda _choice: list(TRANSCRIPT_FILES),
+    ),
     26: ensemble_recipe(
         26,
         {
@@ -382,7 +501,8 @@ def runnable_map(runtime: Runtime | None = None) -> dict[int, Mapping[str, Colle
             if runtime is None:
                 continue
             spec = spec(runtime)
-            if spec is None or not all(spec.values()):  # a field with no runnable key: nothing of it runs
+            # None: nothing of it runs here; a field with no runnable key: neither. ({}: every option runs.)
+            if spec is None or not all(spec.values()):
                 continue
         out[sep_type] = spec
     return out

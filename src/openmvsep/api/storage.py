@@ -14,6 +14,7 @@ from starlette.responses import FileResponse, RedirectResponse, StreamingRespons
 
 from openmvsep.api.context import ctx
 from openmvsep.api.responses import error
+from openmvsep.engine.documents import DOCUMENT_KINDS
 from openmvsep.service.naming import STORAGE_TOKEN
 from openmvsep.store.files import LocalStorage, StorageKeyError
 
@@ -33,12 +34,16 @@ AUDIO_TYPES = {
     "aiff": "audio/aiff",
     "aif": "audio/aiff",
 }
+# Results that are not audio (MIDI, text, subtitles, segments): the types their documents declare.
+DOCUMENT_TYPES = {kind.extension: kind.content_type for kind in DOCUMENT_KINDS.values()}
 RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
 def content_type(name: str) -> str:
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return AUDIO_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return (
+        AUDIO_TYPES.get(ext) or DOCUMENT_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    )
 
 
 def servable(key: str) -> bool:

@@ -103,6 +103,7 @@ class Services:
             auto_download=s.auto_download,
             compile=s.compile_models,
             recheck_seconds=s.weights_recheck_seconds,
+            transkun_hop_seconds=s.transkun_hop_seconds,
         )
 
     @cached_property

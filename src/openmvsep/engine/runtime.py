@@ -28,6 +28,7 @@ class Runtime:
     batch_size: int = 0  # 0: automatic (separator.separate)
     auto_download: bool = False
     compile: bool = False  # torch.compile models as they load
+    transkun_hop_seconds: float = 0.0  # Transkun's step between windows; 0: its configuration's own
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, *, recheck_seconds: float = 2.0, **kwargs) -> Runtime:
@@ -49,6 +50,18 @@ class Runtime:
         if entry is None:
             raise ModelUnavailable(f"no model in the weights registry serves {option}")
         return self.load(entry)
+
+    def weights_path(self, entry: WeightEntry) -> Path:
+        """The entry's local file, fetched first when auto_download is on and checked against its pin, for the
+        families that read their own files (Whisper)."""
+        try:
+            if not self.registry.is_present(entry) and self.auto_download:
+                self.registry.download(entry)
+            if entry.sha256:
+                self.registry.verify(entry)
+            return self.registry.require(entry)
+        except (WeightsError, OSError) as e:
+            raise ModelUnavailable(f"the model {entry.name} cannot be loaded: {e}") from e
 
     def load(self, entry: WeightEntry) -> LoadedModel:
         return self.cache.get(entry.name, lambda: self._load(entry))

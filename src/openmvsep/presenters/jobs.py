@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from openmvsep.engine.audio import FORMATS
+from openmvsep.engine.documents import DOCUMENT_KINDS
 from openmvsep.presenters.links import Links
 from openmvsep.presenters.media_tags import getid3_tags
 from openmvsep.service.accounts import fmt_datetime
@@ -19,6 +20,20 @@ from openmvsep.store.models import Job, RemoteJob
 from openmvsep.store.status import JobStatus, RemoteStatus
 
 NOT_FOUND_BODY = {"success": False, "status": "not_found", "data": {"message": NOT_FOUND}}
+
+
+def output_format_label(format_id: int, files: list[dict]) -> str:
+    """`output_format` of a done job: the label of the audio format asked for, unless no output is audio (a
+    transcriber's MIDI, a transcript): then the labels of the documents' kinds, e.g. "mid (MIDI)". Clients that
+    take the text before " (" as the files' extension then find the right one."""
+    kinds = []
+    for f in files:
+        kind = DOCUMENT_KINDS.get(split_name(f["download"])[1])
+        if kind is None:
+            return FORMATS[format_id].label
+        if kind.label not in kinds:
+            kinds.append(kind.label)
+    return ", ".join(kinds) or FORMATS[format_id].label
 
 
 class JobPresenter:
@@ -80,7 +95,7 @@ class JobPresenter:
             "algorithm": algo.name if algo else str(job.sep_type),
             "algorithm_description": self._description(job),
             "size": human_size(main["size"]),
-            "output_format": FORMATS[job.output_format].label,
+            "output_format": output_format_label(job.output_format, job.files or []),
         }
         if main.get("media"):
             data["tags"] = getid3_tags(main["media"])

@@ -16,8 +16,9 @@ import numpy as np
 import soundfile as sf
 
 from openmvsep.algorithms.choice import Choice
-from openmvsep.algorithms.recipes import RECIPES, Recipe
+from openmvsep.algorithms.recipes import RECIPES, Outputs, Recipe
 from openmvsep.engine import audio
+from openmvsep.engine.documents import Document
 from openmvsep.engine.joins import Chunk, join_chunks
 from openmvsep.engine.runtime import Runtime
 from openmvsep.errors import UserError
@@ -70,12 +71,18 @@ class SeparationWork:
         """A whole input (its outputs end the job) or one chunk of a long one (stored for the merge)."""
 
         def piece(job: Job, item: WorkItem, choice: Choice, scratch: Path) -> None:
-            stems, rate = self._separate(job, item, choice)
+            outputs, rate = self._separate(job, item, choice)
             if item.kind == "whole":
-                files = self._encode(job, choice, ((name, [data]) for name, data in stems.items()), rate, scratch)
+                files = self._encode(
+                    job,
+                    choice,
+                    ((name, out if isinstance(out, Document) else [out]) for name, out in outputs.items()),
+                    rate,
+                    scratch,
+                )
                 self._complete(job, item, files)
             else:
-                self._store_chunk(job, item, choice, stems, scratch)
+                self._store_chunk(job, item, choice, outputs, scratch)
                 self._complete(job, item, None)
 
         self._guarded(claim, piece)
@@ -122,7 +129,7 @@ class SeparationWork:
 
     # ---------------------------------------------------------------- separating
 
-    def _separate(self, job: Job, item: WorkItem, choice: Choice) -> tuple[dict[str, np.ndarray], int]:
+    def _separate(self, job: Job, item: WorkItem, choice: Choice) -> tuple[Outputs, int]:
         recipe = _recipe(job)
         rate = self._work_rate(job)
         start, duration = 0.0, None
@@ -146,9 +153,15 @@ class SeparationWork:
         return recipe.sample_rate or job.inputs[recipe.inputs[0]]["sample_rate"]
 
     def _encode(
-        self, job: Job, choice: Choice, stems: Iterable[tuple[str, Iterable[np.ndarray]]], rate: int, scratch: Path
+        self,
+        job: Job,
+        choice: Choice,
+        stems: Iterable[tuple[str, Iterable[np.ndarray] | Document]],
+        rate: int,
+        scratch: Path,
     ) -> list[dict]:
-        """Encode each stem (given as an iterable of blocks) into storage; returns the job's file records."""
+        """Encode each stem (given as an iterable of blocks) into storage, and store each document as it is;
+        returns the job's file records. A document keeps its own extension whatever output format was asked."""
         algo = self.catalog.get(job.sep_type)
         assert algo is not None  # run() built `choice` with catalog.choice, which requires the algorithm
         labels = algo.output_labels(choice) if algo else {}
@@ -157,10 +170,23 @@ class SeparationWork:
         token = storage_token()  # one unguessable folder for this job's outputs
         files = []
         for stem, blocks in stems:
+            document = blocks if isinstance(blocks, Document) else None
             storage_name, download = output_names(
-                job.hash, main["name"], algo.name, choice, stem, extension, job.long_filenames
+                job.hash,
+                main["name"],
+                algo.name,
+                choice,
+                stem,
+                document.extension if document else extension,
+                job.long_filenames,
             )
             local = scratch / storage_name
+            if document is not None:
+                local.write_bytes(document.data)
+                label = labels.get(stem) or document.label or stem.replace("_", " ").title()
+                files.append(self._stored(token, storage_name, local, download, stem, label))
+                continue
+            assert not isinstance(blocks, Document)  # for mypy: documents were stored above
             writer = None
             for block in blocks:  # the writer resamples where an encoder does not take the rate
                 block = np.asarray(block, dtype=np.float32)
@@ -170,18 +196,15 @@ class SeparationWork:
             if writer is None:
                 raise JobFailure(f"The engine produced no audio for {stem}")
             writer.close()
-            key = output_key(token, storage_name)
-            size = self.storage.put_file(key, local)
-            files.append(
-                {
-                    "type": labels.get(stem, stem.replace("_", " ").title()),
-                    "key": key,
-                    "download": download,
-                    "bytes": size,
-                    "stem": stem,
-                }
-            )
+            label = labels.get(stem, stem.replace("_", " ").title())
+            files.append(self._stored(token, storage_name, local, download, stem, label))
         return files
+
+    def _stored(self, token: str, storage_name: str, local: Path, download: str, stem: str, label: str) -> dict:
+        """Put one finished output file into storage; its record in the job's `files`."""
+        key = output_key(token, storage_name)
+        size = self.storage.put_file(key, local)
+        return {"type": label, "key": key, "download": download, "bytes": size, "stem": stem}
 
     # ---------------------------------------------------------------- chunks
 
@@ -189,13 +212,13 @@ class SeparationWork:
     def _chunk_key(job: Job, index: int, stem: str) -> str:
         return f"work/{job.id}/{index:05d}_{stem}.wav"
 
-    def _store_chunk(
-        self, job: Job, item: WorkItem, choice: Choice, stems: dict[str, np.ndarray], scratch: Path
-    ) -> None:
+    def _store_chunk(self, job: Job, item: WorkItem, choice: Choice, stems: Outputs, scratch: Path) -> None:
         expected = _recipe(job).stems(choice)
         if list(stems) != expected:
             raise JobFailure(f"The engine returned stems {list(stems)}, expected {expected}")
         for stem, data in stems.items():
+            if isinstance(data, Document):  # chunks are joined as audio; a recipe making documents is not chunkable
+                raise JobFailure(f"The engine returned a document ({stem}) for a chunk of a long input")
             local = scratch / f"{stem}.wav"
             # float WAV keeps the chunk exact; its rate field is informational (frames are what the merge uses)
             sf.write(local, np.asarray(data, dtype=np.float32).T, self._work_rate(job), subtype="FLOAT")
