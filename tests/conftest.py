@@ -54,10 +54,15 @@ def wav_bytes(audio: np.ndarray, rate: int = 44100, subtype: str = "PCM_16", fmt
 class Harness:
     """A TestClient over a real app (SQLite, local files) whose work runs when the test says so."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, pages: bool = False):
         self.settings = settings
         self.ctx = Services(settings, executor=NoExecutor())  # the process's services, as the app holds them
-        self.app = create_app(self.ctx)
+        if pages:  # the app `serve` runs: the web page mounted beside the API
+            from openmvsep.bootstrap.site import create_site
+
+            self.app = create_site(self.ctx)
+        else:
+            self.app = create_app(self.ctx)
         self.client = TestClient(self.app)
         self.client.__enter__()
         self._worker: Worker | None = None

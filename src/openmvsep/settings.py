@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     smtp_from: str = ""  # the From address; empty: openmvsep@<host of public_url>
     smtp_timeout_seconds: float = 30.0
 
+    # The web page (openmvsep/web): sessions in a signed cookie, live status over server-sent events.
+    web_secret: str = ""  # signs session cookies; empty: a random key kept in <data_dir>/web-secret (one machine)
+    web_session_hours: float = 14 * 24.0  # a login lasts this long; regenerating the API token ends it at once
+    web_events_poll_seconds: float = 1.0  # how often a job page's event stream reads the job (workers write elsewhere)
+    web_events_max_seconds: float = 300.0  # one stream's life; the browser reconnects (bounds idle connections)
+
     @property
     def registration_policy(self) -> str:
         """`registration`, or closed when the older registration_open is false."""

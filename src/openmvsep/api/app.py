@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +23,17 @@ from openmvsep.service.errors import ServiceError, ValidationFailed
 log = logging.getLogger("openmvsep.api")
 
 
-def create_app(services: AppServices) -> FastAPI:
+class Pages(Protocol):
+    """Routes served beside the API (the web page, openmvsep.web.WebPages), mounted by the composition root: the
+    API does not import them. Their paths lie outside /api/, so MVSep's API is the same with or without them."""
+
+    @property
+    def upload_limits(self) -> Mapping[str, int]: ...  # path -> the largest body it takes
+
+    def mount(self, app: FastAPI) -> None: ...
+
+
+def create_app(services: AppServices, pages: Pages | None = None) -> FastAPI:
     """The app over a process's services (openmvsep.bootstrap.Services); they start with it and close after."""
     settings = services.settings
 
@@ -45,6 +57,8 @@ def create_app(services: AppServices) -> FastAPI:
     app.include_router(storage.router)
     app.include_router(docs.router)  # /docs from files shipped in the package, no CDN
     openapi.describe(app)  # the form fields each route reads, which FastAPI cannot see
+    if pages is not None:
+        pages.mount(app)
 
     database_was_down = False
 
@@ -102,6 +116,7 @@ def create_app(services: AppServices) -> FastAPI:
         upload_limits={
             "/api/separation/create": settings.max_upload_bytes,
             "/api/quality_checker/add": settings.qc_max_upload_bytes,
+            **(pages.upload_limits if pages is not None else {}),
         },
     )
     counter = Counter(settings.rate_limit_storage_url, settings.rate_limit_key_prefix)

@@ -36,12 +36,12 @@ def serve(
     workers: Optional[int] = typer.Option(None, help="Local worker processes [env OPENMVSEP_WORKERS, default 1]"),
     public_url: Optional[str] = typer.Option(None, help="Base of every URL in responses [env OPENMVSEP_PUBLIC_URL]"),
 ) -> None:
-    """Serve the MVSep API (and run local workers)."""
+    """Serve the MVSep API and the web page (and run local workers)."""
     import logging
 
     import uvicorn
 
-    from openmvsep.api.app import create_app
+    from openmvsep.bootstrap.site import create_site
     from openmvsep.cli.doctor import safe_broker_url
     from openmvsep.logs import configure_logging, logging_config
 
@@ -57,7 +57,7 @@ def serve(
         "openmvsep serving on %s (data in %s, %s)", settings.effective_public_url, settings.data_dir.resolve(), runs
     )
     uvicorn.run(
-        create_app(Services(settings)),
+        create_site(Services(settings)),
         host=settings.host,
         port=settings.port,
         log_config=logging_config(settings),

@@ -280,6 +280,12 @@ class AccountService:
                 )
         return user_payload(user)
 
+    def signed_in(self, user_id: int) -> User | None:
+        """The account a web session names, while it may still log in (verified); None otherwise."""
+        with self.db.reader() as s:
+            user = s.get(User, user_id)
+        return user if user is not None and user.email_verified else None
+
     # ---------------------------------------------------------------- registration
 
     def register(

@@ -74,6 +74,14 @@ class JobQueries:
             row = conn.execute(_STATUS_QUERY, {"hash": hash_value}).first()
         return None if row is None or row.files_deleted else row
 
+    def job(self, hash_value: str) -> Job | None:
+        """One job's whole row, for the web page's result page (None: unknown or its files are deleted)."""
+        if not hash_value or len(hash_value) > 255:
+            return None
+        with self.db.reader() as s:
+            job = s.scalar(select(Job).where(Job.hash == hash_value))
+        return None if job is None or job.files_deleted else job
+
     def history(self, token: str | None, start: int, limit: int) -> list[Job]:
         with self.db.reader() as s:
             user = accounts.require_user(s, token, status=400)

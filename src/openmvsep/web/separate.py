@@ -1,0 +1,134 @@
+"""The home page: upload a file, pick an algorithm and its options, and create the job through JobService."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from openmvsep.engine.audio import FORMATS
+from openmvsep.errors import UserError
+from openmvsep.service.errors import ServiceError
+from openmvsep.service.jobs import JobRequest, parse_output_format, parse_sep_type
+from openmvsep.service.naming import human_size
+from openmvsep.web import picker
+from openmvsep.web.context import WebContext, web
+from openmvsep.web.forms import checked_form, save_upload, text
+
+router = APIRouter(include_in_schema=False)
+
+CREATE_PATH = "/web/separate"
+DEFAULT_FORMAT = 1  # wav 16-bit: plays in every browser and downloads at full quality
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
+
+
+def limits(w: WebContext) -> dict[str, Any]:
+    s = w.settings
+    return {
+        "max_bytes": s.max_upload_bytes,
+        "max_size": human_size(s.max_upload_bytes),
+        "max_duration": _duration(s.max_input_seconds),
+        "free_concurrent": s.free_concurrent_jobs,
+        "daily": s.free_daily_jobs,
+        "retention_hours": s.retention_hours,
+    }
+
+
+def _fields_context(w: WebContext, sep_type: int | None, given: dict[str, str]) -> dict[str, Any]:
+    algorithm = w.catalog.get(sep_type) if sep_type is not None else None
+    if algorithm is None or algorithm.audio_widget != picker.SCOPE:
+        return {"algorithm": None, "fields": (), "outputs": []}
+    return {
+        "algorithm": picker.algorithm_view(w.catalog, algorithm),
+        "fields": picker.fields(w.catalog, algorithm, given),
+        "outputs": picker.outputs(algorithm, w.catalog, given),
+    }
+
+
+def _chosen(params) -> tuple[int | None, dict[str, str]]:
+    raw = str(params.get("sep_type") or "").strip()
+    sep_type = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 9 else None
+    return sep_type, {k: str(v) for k, v in params.items() if k.startswith("add_opt")}
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    w = web(request)
+    sep_type, given = _chosen(request.query_params)
+    if sep_type is None:
+        sep_type = picker.first_runnable(w.catalog)
+    context = {
+        "groups": picker.groups(w.catalog),
+        "selected": sep_type,
+        "formats": FORMATS,
+        "default_format": DEFAULT_FORMAT,
+        "limits": limits(w),
+        "can_create": w.sessions.load(request).user is not None or w.settings.anonymous_jobs,
+        "create_path": CREATE_PATH,
+        **_fields_context(w, sep_type, given),
+    }
+    return w.render.page(request, "separate.html", context)
+
+
+@router.get("/web/separate/fields")
+def fields_fragment(request: Request) -> Response:
+    """The description, option fields and stems of one choice (swapped in when the algorithm or an option
+    changes, so MVSep's `conditions` are applied by the catalog, not re-implemented in the browser)."""
+    w = web(request)
+    sep_type, given = _chosen(request.query_params)
+    html = w.render.html(request, "_fields.html", _fields_context(w, sep_type, given))
+    return w.render.finish(request, Response(html, media_type="text/html", headers=w.render.headers))
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def _refusal(request: Request, message: str, status: int) -> Response:
+    """The service's message verbatim: as MVSep's error shape to the page's script, as a page otherwise."""
+    w = web(request)
+    if _wants_json(request):
+        return JSONResponse({"success": False, "data": {"message": message}}, status)
+    return w.render.page(request, "message.html", {"title": "Not created", "message": message, "back": "/"}, status)
+
+
+@router.post(CREATE_PATH)
+async def create(request: Request) -> Response:
+    w = web(request)
+    visit = w.sessions.load(request)
+    scratch = None
+    form = None
+    try:
+        form = await checked_form(request, w.settings, visit, max_files=1)
+        req = JobRequest(
+            sep_type=parse_sep_type(text(form, "sep_type")),
+            options_form={k: v for k, v in form.items() if k.startswith("add_opt") and isinstance(v, str)},
+            output_format=parse_output_format(text(form, "output_format")),
+        )
+        upload = form.get("audiofile")
+        if not isinstance(upload, UploadFile):
+            raise ServiceError("Choose an audio file to separate.")
+        scratch = w.storage.scratch_dir()
+        saved = await run_in_threadpool(save_upload, upload, scratch, "audiofile")
+        job = await run_in_threadpool(w.jobs.create, visit.token, req, {"audiofile": saved})
+    except UserError as e:  # ServiceError, or the decoder's AudioError: its message is meant for the user
+        return _refusal(request, e.message, getattr(e, "status", 400))
+    finally:
+        if form is not None:
+            await form.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    link = f"/result/{job.hash}"
+    if _wants_json(request):
+        return JSONResponse({"success": True, "data": {"hash": job.hash, "link": link}})
+    return w.render.finish(request, RedirectResponse(link, status_code=303))
