@@ -211,13 +211,14 @@ def models_list(selector: Optional[str] = typer.Argument(None, help="NAME, SEP_T
     except WeightsError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(1) from None
-    table = Table("name", "serves", "model type", "file", "pinned", "present")
+    table = Table("name", "serves", "model type", "file", "licence", "pinned", "present")
     for entry in entries:
         table.add_row(
             entry.name,
             ", ".join(entry.serves) or "-",
             entry.model_type,
             entry.filename,
+            entry.licence,
             "yes" if entry.sha256 else "no",
             "yes" if registry.is_present(entry) else "no",
         )

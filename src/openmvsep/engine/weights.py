@@ -15,6 +15,7 @@ admin's own file (`<data dir>/models.yaml`, same layout; its entries win by name
       filename: model_bs_roformer_ep_317_sdr_12.9755.ckpt
       sha256: 5b84…                             # required before a pickled file is ever loaded
       size: 639…                                # optional, checked when given
+      licence: not stated                       # as published (shown by `openmvsep models list`)
 
 Downloads resume from a `.part` file with an HTTP Range request, are checked against size and sha256, and
 only then renamed into place, so the cache never holds a half or wrong file under its real name.
@@ -49,6 +50,11 @@ class WeightEntry:
     serves: tuple[str, ...] = ()
     description: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def licence(self) -> str:
+        """The weights' licence as their publisher states it (registry key `licence`); "not stated" when none is."""
+        return str(self.extra.get("licence") or "not stated")
 
 
 def sha256_file(path: str | Path) -> str:
