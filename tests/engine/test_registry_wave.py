@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +23,12 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from openmvsep.algorithms.choice import Choice
 from openmvsep.algorithms.recipes import RECIPES
 from openmvsep.engine.config import Config, load_config
 from openmvsep.engine.models import build_model
+from openmvsep.engine.runtime import Runtime
+from openmvsep.engine.separator import separate
 from openmvsep.engine.weights import WeightEntry, WeightsRegistry
 from openmvsep.service.catalog import Catalog
 
@@ -127,23 +133,27 @@ def job_fields(label: str) -> dict[str, str]:
     return fields
 
 
-def install_tiny(data_dir: Path, entry: WeightEntry) -> None:
+def install_tiny(data_dir: Path, *entries: WeightEntry) -> None:
     weights = data_dir / "weights"
     weights.mkdir(parents=True, exist_ok=True)
-    plain = tiny_config(entry, int(44100 * SECONDS))
-    config = data_dir / f"{entry.name}.yaml"
-    config.write_text(yaml.safe_dump(plain))
-    torch.manual_seed(1)
-    state = build_model(entry.model_type, Config.wrap(plain)).state_dict()
-    save_file({k: v.contiguous().clone() for k, v in state.items()}, str(weights / f"{entry.name}.safetensors"))
-    override = {
-        "name": entry.name,  # the shipped entry, with the admin's file
-        "serves": list(entry.serves),
-        "model_type": entry.model_type,
-        "config": str(config),
-        "filename": f"{entry.name}.safetensors",
-    }
-    (data_dir / "models.yaml").write_text(yaml.safe_dump([override]))
+    overrides = []
+    for seed, entry in enumerate(entries, start=1):
+        plain = tiny_config(entry, int(44100 * SECONDS))
+        config = data_dir / f"{entry.name}.yaml"
+        config.write_text(yaml.safe_dump(plain))
+        torch.manual_seed(seed)
+        state = build_model(entry.model_type, Config.wrap(plain)).state_dict()
+        save_file({k: v.contiguous().clone() for k, v in state.items()}, str(weights / f"{entry.name}.safetensors"))
+        overrides.append(
+            {
+                "name": entry.name,  # the shipped entry, with the admin's file
+                "serves": list(entry.serves),
+                "model_type": entry.model_type,
+                "config": str(config),
+                "filename": f"{entry.name}.safetensors",
+            }
+        )
+    (data_dir / "models.yaml").write_text(yaml.safe_dump(overrides))
 
 
 @pytest.mark.parametrize("entry", WAVE, ids=lambda e: e.name)
@@ -179,3 +189,44 @@ def test_entry_runs_its_recipe_through_the_api(make_harness, tmp_path, entry):
         assert rate == 44100 and data.shape == (mix.shape[1], 2)
         audio[f["type"]] = data.T
     assert any(np.abs(a).max() > 0 for a in audio.values())
+
+
+@pytest.mark.parametrize(
+    ("sep_type", "name"), [(49, "mel_band_roformer_karaoke_becruily"), (57, "bs_roformer_male_female_aufr33")]
+)
+def test_extract_vocals_first(tmp_path, sep_type, name):
+    """49 and 57 with "extract vocals first": the model runs on the vocals the shipped vocal model (48:0) extracts,
+    and MVSep's extra stems are sums and differences of those parts."""
+    install_tiny(tmp_path, SHIPPED.get(name), SHIPPED.get("mel_band_roformer_kj"))
+    runtime = Runtime.for_data_dir(tmp_path, device="cpu")
+    key = SHIPPED.get(name).serves[0].split(":")[1]
+    mix = (0.2 * np.random.default_rng(4).standard_normal((2, int(44100 * SECONDS)))).astype(np.float32)
+    choice = Choice.of(sep_type, {"model_type": key, "extract_type": "1"})
+    stems, _ = RECIPES[sep_type].run({"audiofile": mix}, 44100, choice, runtime)
+    assert list(stems) == RECIPES[sep_type].stems(choice)
+    kj = runtime.load(runtime.registry.get("mel_band_roformer_kj"))
+    vocals = separate(kj, mix, residual=False)["vocals"]
+    model = runtime.load(runtime.registry.get(name))
+    own = separate(model, vocals, residual=False)
+    if sep_type == 49:
+        lead = own[model.stems[0]]
+        np.testing.assert_array_equal(stems["vocals-full"], vocals)
+        np.testing.assert_array_equal(stems["vocals-lead"], lead)
+        np.testing.assert_array_equal(stems["vocals-back"], vocals - lead)
+        np.testing.assert_array_equal(stems["instrum-only"], mix - vocals)
+        np.testing.assert_array_equal(stems["back-instrum"], mix - lead)
+    else:
+        np.testing.assert_array_equal(stems["male"], own["male"])
+        np.testing.assert_array_equal(stems["female"], own["female"])
+        np.testing.assert_array_equal(stems["instrumental"], mix - vocals)
+        np.testing.assert_array_equal(stems["instrumental-plus-male"], mix - vocals + own["male"])
+        np.testing.assert_array_equal(stems["instrumental-plus-female"], mix - vocals + own["female"])
+
+
+def test_models_list_shows_the_licence(tmp_path):
+    env = {**os.environ, "OPENMVSEP_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "250"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "openmvsep"), "models", "list", "63"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert "licence" in done.stdout and "bs_roformer_sw" in done.stdout and "not stated" in done.stdout
