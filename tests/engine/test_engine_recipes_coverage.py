@@ -289,13 +289,24 @@ def test_every_shipped_option_runs_once_its_files_are_here(tmp_path):
         runtime.registry.path(entry).write_bytes(b"")
     catalog = Catalog.load(runnable_map(runtime))
     assert catalog.available_keys(40, "add_opt1") == ["4"]
-    assert catalog.available_keys(48, "add_opt1") == ["0"]
+    assert catalog.available_keys(48, "add_opt1") == ["0", "3", "5", "6", "7", "8", "9", "10"]
     assert catalog.available_keys(25, "add_opt1") == ["4"]
     assert catalog.available_keys(20, "add_opt1") == ["0", "1", "2"]
     assert catalog.available_keys(26, "add_opt2") == ["3", "5"]
     assert catalog.available_keys(26, "add_opt1") == ["0"]  # intermediate results are not produced
-    assert catalog.available_keys(22, "add_opt1") == ["8"]
-    assert catalog.available_keys(22, "add_opt2") == ["0", "1"]
+    assert catalog.available_keys(22, "add_opt1") == ["8", "1", "2", "5"]
+    assert catalog.available_keys(22, "add_opt2") == ["0", "1"]  # a shipped vocal model extracts first
+    # BS-RoFormer SW serves 63 (no options) and one option each of piano, guitar, bass and drums
+    assert catalog.is_available(63) and catalog.is_available(126)
+    for sep_type, key in ((29, "5"), (31, "7"), (41, "4"), (44, "5")):
+        assert catalog.available_keys(sep_type, "add_opt1") == [key]
+    assert catalog.available_keys(41, "add_opt2") == ["0"] and catalog.available_keys(44, "add_opt3") == ["0"]
+    assert catalog.available_keys(49, "add_opt1") == ["0", "1"] and catalog.available_keys(49, "add_opt2") == ["0", "1"]
+    assert catalog.available_keys(47, "add_opt1") == ["0", "1", "2"]
+    assert catalog.available_keys(34, "add_opt1") == ["0"]
+    assert catalog.available_keys(50, "add_opt1") == ["0", "1"]
+    assert catalog.available_keys(57, "add_opt1") == ["0", "3"]
+    assert catalog.available_keys(55, "add_opt1") == ["0", "dsp"]
     assert catalog.available_keys(10, "add_opt1") == ["0", "1"]  # demucs' mdx bags
     assert catalog.available_keys(17, "add_opt1") == ["0", "1"]  # UVR's bag (2) is not registered
     assert catalog.is_available(27)  # no options: its one model
@@ -322,6 +333,14 @@ def test_every_shipped_option_runs_once_its_files_are_here(tmp_path):
         (37, {"model_type": "0", "extract_type": "0"}),
         (37, {"model_type": "1", "extract_type": "0"}),
         (37, {"model_type": "1", "extract_type": "1"}),
+        (41, {"model_type": "4", "extract_type": "0", "detailed": "0"}),
+        (49, {"model_type": "0", "extract_type": "0"}),
+        (49, {"model_type": "5", "extract_type": "1"}),
+        (57, {"model_type": "0", "extract_type": "0"}),
+        (57, {"model_type": "3", "extract_type": "1"}),
+        (55, {"model_type": "0"}),
+        (63, {}),
+        (126, {}),
     ],
 )
 def test_stems_are_named_as_mvsep_names_them(sep_type, opts):

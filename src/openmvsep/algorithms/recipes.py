@@ -60,8 +60,11 @@ def _matchering(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, _rt: 
 
 
 def _load(runtime: Runtime, model: str) -> LoadedModel:
-    """`model` is a catalog option ('40:4') or a registry entry name."""
-    return runtime.model_for(model) if ":" in model else runtime.load(runtime.registry.get(model))
+    """`model` is a registry entry name, or a label a registry entry serves: a catalog option ('40:4'), or a bare
+    sep_type ('63') for one whose options do not choose the model."""
+    if model in runtime.registry.entries:
+        return runtime.load(runtime.registry.get(model))
+    return runtime.model_for(model)
 
 
 def _separate(runtime: Runtime, loaded: LoadedModel, mix: np.ndarray, num_overlap: int | None = None) -> Stems:
@@ -78,11 +81,21 @@ def _stem(
 ) -> np.ndarray:
     """One stem of a model: `keep`, or else the model's training target (its first stem when it has none)."""
     loaded = _load(runtime, model)
-    stems = _by_name(_separate(runtime, loaded, mix, num_overlap))
-    name = keep or loaded.target or loaded.stems[0]
-    if name not in stems:
-        raise ValueError(f"the model gives {sorted(stems)}, not {name!r}")
-    return stems[name]
+    stems = _separate(runtime, loaded, mix, num_overlap)
+    return _pick(loaded, stems, mix, keep or loaded.target or loaded.stems[0])
+
+
+def _pick(loaded: LoadedModel, stems: Stems, mix: np.ndarray, name: str) -> np.ndarray:
+    """The stem `name` of a model's output, whatever its case (published configs say 'Vocals' or 'vocals'). A model
+    that outputs only its training target (an instrumental model, when the recipe wants the vocals) gives the other
+    of its two instruments as the input minus that target, as MVSep does for such models."""
+    by_case = {stem.lower(): stem for stem in stems}
+    if name.lower() in by_case:
+        return stems[by_case[name.lower()]]
+    instruments = [str(i).lower() for i in loaded.config.training.instruments]
+    if loaded.target and list(stems) == [loaded.target] and len(instruments) == 2 and name.lower() in instruments:
+        return mix - stems[loaded.target]
+    raise ValueError(f"the model gives {sorted(stems)}, not {name!r}")
 
 
 def _by_name(stems: Stems) -> Stems:
@@ -139,15 +152,20 @@ def two_stem_recipe(
     keep: str | None = None,
     overlap: bool = False,
     extract_first: ExtractFirst | None = None,
+    model: str | None = None,
+    only: Mapping[str, Sequence[str]] | None = None,
     names_by_key: Mapping[str, tuple[str, str]] | None = None,
 ) -> Recipe:
     """MVSep's "target and the rest": one stem of the chosen model (`keep`, default the model's target) and the
-    input minus that stem, named `names` (or, for the model_type keys in `names_by_key`, as MVSep names that
-    option's stems)."""
-    names_by_key = names_by_key or {}
+    input minus that stem, named `names`.
 
-    def names_for(choice: Choice) -> tuple[str, str]:
-        return names_by_key.get(choice.get("model_type", ""), names)
+    `model`: the registry label of the one model of a sep_type whose options do not choose it (default: the
+    add_opt1 option, 'SEP_TYPE:KEY'). `only`: other fields limited to these keys (options this recipe does not
+    implement, such as "include results of independent models", are not offered). `names_by_key`: add_opt1 keys
+    whose two stems MVSep names otherwise."""
+
+    def named(choice: Choice) -> tuple[str, str]:
+        return (names_by_key or {}).get(choice.get("model_type", ""), names)
 
     def extracting(choice: Choice) -> bool:
         return extract_first is not None and extract_first.wanted(choice)
@@ -161,19 +179,22 @@ def two_stem_recipe(
         )
         target = _stem(
             runtime,
-            choice.option("model_type"),
+            model or choice.option("model_type"),
             source,
             keep,
             OVERLAPS.get(choice.get("overlap", "")) if overlap else None,
         )
-        first, rest = names_for(choice)
-        out = {first: target, rest: source - target, **sides}
+        first, second = named(choice)
+        out = {first: target, second: source - target, **sides}
         if extract_first and untouched is not None:
             out[extract_first.names[2]] = target + untouched
         return out, rate
 
-    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
-        spec = dict(_model_keys(sep_type)(runtime))
+    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]] | None:
+        if model is not None and not runtime.can_serve(model):
+            return None
+        spec: dict[str, Collection[str]] = {} if model is not None else dict(_model_keys(sep_type)(runtime))
+        spec.update(only or {})
         if extract_first:
             can_extract = extract_first.extractor(runtime) is not None
             spec[extract_first.field_name] = [*extract_first.plain, *([extract_first.key] if can_extract else [])]
@@ -185,7 +206,7 @@ def two_stem_recipe(
         runnable=runnable,
         sample_rate=MODEL_RATE,
         stems=lambda choice: [
-            *names_for(choice),
+            *named(choice),
             *(extract_first.names if extract_first is not None and extracting(choice) else ()),
         ],
     )
@@ -316,6 +337,125 @@ def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Re
     )
 
 
+def all_stems_recipe(sep_type: int, model: str, names: Sequence[str], model_names: Mapping[str, str] | None = None):
+    """A sep_type without options whose one model gives every output (63: BS-RoFormer SW, 126: Mega 53-stem): the
+    stems under MVSep's `names`, in that order. `model_names`: MVSep name -> the model's stem where they differ."""
+    model_names = model_names or {}
+
+    def run(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, runtime: Runtime):
+        mix = inputs["audiofile"]
+        loaded = _load(runtime, model)
+        out = _separate(runtime, loaded, mix)
+        return {name: _pick(loaded, out, mix, model_names.get(name, name)) for name in names}, rate
+
+    return Recipe(
+        sep_type,
+        run,
+        runnable=lambda runtime: {} if runtime.can_serve(model) else None,
+        sample_rate=MODEL_RATE,
+        stems=lambda _choice: list(names),
+    )
+
+
+def karaoke_recipe(sep_type: int, extract_first: ExtractFirst) -> Recipe:
+    """MVSep Karaoke: the lead vocals (the karaoke model's target, or its first stem) and everything else. With
+    "extract vocals first" the karaoke model runs on the vocals a vocal model extracts, which also gives the back
+    vocals (those vocals minus the lead), the instrumental alone, and the full vocals."""
+
+    def run(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
+        mix = inputs["audiofile"]
+        if not extract_first.wanted(choice):
+            lead = _stem(runtime, choice.option("model_type"), mix)
+            return {"vocals-lead": lead, "back-instrum": mix - lead}, rate
+        vocals, instrumental, _ = extract_first.split(runtime, mix)
+        lead = _stem(runtime, choice.option("model_type"), vocals)
+        return {
+            "vocals-lead": lead,
+            "vocals-back": vocals - lead,
+            "instrum-only": instrumental,
+            "back-instrum": mix - lead,
+            "vocals-full": vocals,
+        }, rate
+
+    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
+        can_extract = extract_first.extractor(runtime) is not None
+        return {
+            **_model_keys(sep_type)(runtime),
+            extract_first.field_name: [*extract_first.plain, *([extract_first.key] if can_extract else [])],
+        }
+
+    return Recipe(
+        sep_type,
+        run,
+        runnable=runnable,
+        sample_rate=MODEL_RATE,
+        stems=lambda choice: (
+            ["vocals-lead", "vocals-back", "instrum-only", "back-instrum", "vocals-full"]
+            if extract_first.wanted(choice)
+            else ["vocals-lead", "back-instrum"]
+        ),
+    )
+
+
+def male_female_recipe(sep_type: int, extract_first: ExtractFirst) -> Recipe:
+    """MVSep Male/Female: the model's two stems. With "extract vocals first" it runs on the vocals a vocal model
+    extracts, and MVSep adds the vocals, the instrumental, and the instrumental with each voice."""
+
+    def run(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
+        mix = inputs["audiofile"]
+        extracting = extract_first.wanted(choice)
+        vocals, instrumental, _ = extract_first.split(runtime, mix) if extracting else (mix, None, {})
+        loaded = _load(runtime, choice.option("model_type"))
+        out = _separate(runtime, loaded, vocals)
+        male, female = _pick(loaded, out, vocals, "male"), _pick(loaded, out, vocals, "female")
+        if instrumental is None:
+            return {"male": male, "female": female}, rate
+        return {
+            "male": male,
+            "female": female,
+            "vocals": vocals,
+            "instrumental": instrumental,
+            "instrumental-plus-male": instrumental + male,
+            "instrumental-plus-female": instrumental + female,
+        }, rate
+
+    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
+        can_extract = extract_first.extractor(runtime) is not None
+        return {
+            **_model_keys(sep_type)(runtime),
+            extract_first.field_name: [*extract_first.plain, *([extract_first.key] if can_extract else [])],
+        }
+
+    return Recipe(
+        sep_type,
+        run,
+        runnable=runnable,
+        sample_rate=MODEL_RATE,
+        stems=lambda choice: (
+            ["male", "female", "vocals", "instrumental", "instrumental-plus-male", "instrumental-plus-female"]
+            if extract_first.wanted(choice)
+            else ["male", "female"]
+        ),
+    )
+
+
+def _phantom_centre_or_model(inputs: dict[str, np.ndarray], rate: int, choice: Choice, runtime: Runtime):
+    """55: openmvsep's own DSP key, or a public model (option 0: wesleyr36's MDX23C gives the similarity)."""
+    if choice.get("model_type") == DSP_CENTRE_KEY:
+        return _phantom_centre(inputs, rate, choice, runtime)
+    import soxr
+
+    mix = inputs["audiofile"]
+    # The DSP runs at the input's rate (the recipe keeps it); the model at its own, and back.
+    at_model = mix if rate == MODEL_RATE else soxr.resample(mix.T, rate, MODEL_RATE, quality="HQ").T
+    similarity = _stem(runtime, choice.option("model_type"), np.ascontiguousarray(at_model), "similarity")
+    if rate != MODEL_RATE:
+        back = soxr.resample(similarity.T, MODEL_RATE, rate, quality="HQ").T
+        similarity = np.zeros_like(mix)
+        similarity[:, : min(back.shape[1], mix.shape[1])] = back[:, : mix.shape[1]]
+    return {"similarity": similarity, "difference": mix - similarity}, rate
+
+
 def _model_keys(sep_type: int) -> Callable[[Runtime], Mapping[str, Collection[str]]]:
     def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
         keys = [
@@ -426,8 +566,37 @@ HTDEMUCS_FT = {stem: f"htdemucs_ft_{stem}" for stem in DEMUCS_4}  # registry ent
 # DrumSep option key -> its model's stems under MVSep's names, in the model's order
 DRUMSEP = {"0": ("kick", "snare", "cymbals", "toms"), "1": ("kick", "snare", "toms", "hh", "ride", "crash")}
 
+# BS-RoFormer SW's stems in MVSep's order (63's output_stems); the model's own order differs.
+SW_STEMS = ("vocals", "bass", "drums", "guitar", "piano", "other")
+# Mega 53-stem: MVSep's 126 outputs, in its order. The model calls the vocals 'vocal'; its 'bowed_strings' has no
+# MVSep name and is not returned.
+MEGA_STEMS = (
+    "vocals", "lead-vocal", "back-vocal", "drums", "kick", "snare", "toms", "hh", "percussion", "tambourine",
+    "timpani", "congas", "triangle", "bells", "glockenspiel", "marimba", "bass", "double-bass", "guitar",
+    "acoustic-guitar", "electric-guitar", "banjo", "mandolin", "ukulele", "dobro", "sitar", "piano", "digital-piano",
+    "harpsichord", "keys", "organ", "accordion", "synth", "strings", "violin", "viola", "cello", "harp", "brass",
+    "trumpet", "trombone", "french-horn", "tuba", "woodwind", "flute", "clarinet", "oboe", "bassoon", "saxophone",
+    "harmonica", "wind", "wind-chimes",
+)  # fmt: skip
+# MVSep's Bass and Drums: "extract from the instrumental part" and "include results of independent models" are not
+# implemented for the public model; only the plain keys are offered.
+PLAIN_EXTRACTION = {"add_opt2": ("0",), "add_opt3": ("0",)}
+VOCALS_FIRST = ExtractFirst("add_opt2", "extract_type", key="1", plain=("0",))
+
+
+def _phantom_centre_keys(runtime: Runtime) -> Mapping[str, Collection[str]]:
+    return {"add_opt1": [DSP_CENTRE_KEY, *_model_keys(55)(runtime)["add_opt1"]]}
+
+
 RECIPES: dict[int, Recipe] = {
-    55: Recipe(55, _phantom_centre, runnable={"add_opt1": [DSP_CENTRE_KEY]}, stems=lambda _choice: ["center", "wide"]),
+    55: Recipe(
+        55,
+        _phantom_centre_or_model,
+        runnable=_phantom_centre_keys,
+        stems=lambda choice: (
+            ["center", "wide"] if choice.get("model_type") == DSP_CENTRE_KEY else ["similarity", "difference"]
+        ),
+    ),
     68: Recipe(
         68,
         _matchering,
@@ -453,6 +622,20 @@ RECIPES: dict[int, Recipe] = {
     10: multistem_recipe(10, {"0": DEMUCS_4, "1": DEMUCS_4}),  # demucs' mdx bags: registry entries of demucs_bag
     37: drumsep_recipe(
         37, {"0": ("kick", "snare", "cymbals", "toms"), "1": ("kick", "snare", "toms", "hh", "ride", "crash")}
+    ),
+    63: all_stems_recipe(63, "63", SW_STEMS),
+    126: all_stems_recipe(126, "126", MEGA_STEMS, {"vocals": "vocal"}),
+    29: two_stem_recipe(29, ("piano", "other"), keep="piano"),
+    31: two_stem_recipe(31, ("guitar", "other"), keep="guitar"),
+    41: two_stem_recipe(41, ("bass", "other"), keep="bass", only=PLAIN_EXTRACTION),
+    44: two_stem_recipe(44, ("drums", "other"), keep="drums", only=PLAIN_EXTRACTION),
+    49: karaoke_recipe(49, VOCALS_FIRST),
+    57: male_female_recipe(57, VOCALS_FIRST),
+    50: two_stem_recipe(
+        50,
+        ("aspiration", "other"),
+        model="50",
+        extract_first=ExtractFirst("add_opt1", "model_type", key="1", plain=("0",)),
     ),
     20: multistem_recipe(
         20, {"0": DEMUCS_4, "1": DEMUCS_4, "2": (*DEMUCS_4, "guitar", "piano")}, specialists={"0": HTDEMUCS_FT}
@@ -501,7 +684,8 @@ def runnable_map(runtime: Runtime | None = None) -> dict[int, Mapping[str, Colle
             if runtime is None:
                 continue
             spec = spec(runtime)
-            # None: nothing of it runs here; a field with no runnable key: neither. ({}: every option runs.)
+            # None: its model is not here; a field with no runnable key: nothing of it runs. {} (a sep_type without
+            # options whose model is here) runs.
             if spec is None or not all(spec.values()):
                 continue
         out[sep_type] = spec

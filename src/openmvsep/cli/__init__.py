@@ -215,10 +215,6 @@ def _registry():
     return Services(settings).runtime.registry
 
 
-def _licence(entry) -> str:
-    return str(entry.extra.get("licence") or entry.extra.get("license") or "not stated")
-
-
 @models_app.command("list")
 def models_list(
     selector: Optional[str] = typer.Argument(None, help="NAME, SEP_TYPE or SEP_TYPE:OPTION"),
@@ -249,7 +245,7 @@ def models_list(
                 "rank": e.rank,
                 "sdr": e.sdr,
                 "substitute": e.substitute,
-                "licence": _licence(e),
+                "licence": e.licence,
                 "present": registry.is_present(e),
                 "description": e.description,
             }
@@ -270,7 +266,7 @@ def models_list(
             " ".join(entry.serves) or "-",
             "yes" if registry.is_present(entry) else "no",
             "yes" if entry.sha256 else "no",
-            _licence(entry),
+            entry.licence,
         )
     Console(width=min(Console().width, 80)).print(table)
 

@@ -18,6 +18,7 @@ admin's own file (`<data dir>/models.yaml`, same layout; its entries win by name
       rank: 10                                  # optional (default 0): among the options of one catalog field,
                                                 # the higher rank is preferred (the default and the substitute)
       sdr: 12.97                                # optional: the published SDR, which breaks ties of rank
+      licence: not stated                       # as published (shown by `openmvsep models list`)
       substitute: true                          # optional: a public model standing in for a private one it does
                                                 # not reproduce (reports label what it serves as a substitute)
 
@@ -64,6 +65,11 @@ class WeightEntry:
     sdr: float | None = None
     substitute: bool = False
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def licence(self) -> str:
+        """The weights' licence as their publisher states it (registry key `licence`); "not stated" when none is."""
+        return str(self.extra.get("licence") or self.extra.get("license") or "not stated")
 
 
 def sha256_file(path: str | Path) -> str:
