@@ -109,6 +109,24 @@ def test_missing_weights_name_the_command(tmp_path):
         registry.require(registry.get("tiny"))
 
 
+def test_an_option_is_served_by_an_entry_whose_file_is_here(tmp_path):
+    """Several entries may serve one option (a shipped model and an admin's own under a shipped name): the one whose
+    file is present serves it, whatever their order; with none present, the admin's is named for download."""
+    import yaml
+
+    entries = [
+        {"name": name, "serves": ["40:4"], "model_type": "bs_roformer", "config": "c.yaml", "filename": f"{name}.ckpt"}
+        for name in ("first", "second")
+    ]
+    models = tmp_path / "models.yaml"
+    models.write_text(yaml.safe_dump(entries))
+    registry = WeightsRegistry(tmp_path / "w", [models])
+    assert registry.serving("40:4").name == "second"  # the last listed comes first
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "first.ckpt").write_bytes(b"x")
+    assert registry.serving("40:4").name == "first"
+
+
 def test_pin_records_hash_in_admin_file(tmp_path, server):
     base, handler = server
     handler.files["/tiny.ckpt"] = b"payload"

@@ -183,8 +183,10 @@ class WeightsRegistry:
         return entry
 
     def serving(self, option: str) -> WeightEntry | None:
-        """The entry serving a catalog option such as '40:4'; an admin's entries come before the shipped ones."""
-        return next((e for e in reversed(list(self.entries.values())) if option in e.serves), None)
+        """The entry serving a catalog option such as '40:4': of those that serve it, the first whose file is here
+        (an admin's entries come before the shipped ones), else the first of them (to name what to download)."""
+        candidates = [e for e in reversed(list(self.entries.values())) if option in e.serves]
+        return next((e for e in candidates if self.is_present(e)), candidates[0] if candidates else None)
 
     def select(self, selector: str | None) -> list[WeightEntry]:
         """Entries by name, 'SEP_TYPE' or 'SEP_TYPE:OPTION'; all when no selector. A selected bag brings its
