@@ -155,7 +155,7 @@ def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
             heads = [(source, row) for source in tier if (row := s.scalar(source.next())) is not None]
             if not heads:
                 continue
-            source, row = min(heads, key=lambda head: _turn(s, head[1]))
+            source, row = heads[0] if len(heads) == 1 else min(heads, key=lambda head: _turn(s, head[1]))
             row.status, row.worker, row.lease_until = source.running, worker, now + timedelta(seconds=lease_seconds)
             row.attempts += 1
             if isinstance(row, WorkItem):
@@ -174,8 +174,9 @@ def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
     return None
 
 
-def _turn(s: Session, row: Any) -> tuple[int, datetime]:
-    """Where a queue's head stands against the other heads of its tier: higher plan first, then older."""
+def _turn(s: Session, row: WorkItem | RemoteJob) -> tuple[int, datetime]:
+    """Where a queue's head stands against the other heads of its tier (downloads and separation pieces: the
+    Quality Checker's tiers have one queue each): higher plan first, then older."""
     if isinstance(row, WorkItem):
         job = s.get(Job, row.job_id)
         assert job is not None  # work_items.job_id is a foreign key (ON DELETE CASCADE) to jobs
