@@ -145,6 +145,14 @@ class Cluster:
         finally:
             db.dispose()
 
+    def input_key(self, hash_value: str) -> str:
+        db = self.db()
+        try:
+            with db.reader() as s:
+                return s.scalars(select(Job).where(Job.hash == hash_value)).one().inputs["audiofile"]["key"]
+        finally:
+            db.dispose()
+
     def items(self, hash_value: str) -> list[WorkItem]:
         db = self.db()
         try:
@@ -224,7 +232,7 @@ def test_chunk_failing_three_times_fails_the_job_and_refunds(cluster):
     token = cluster.user("p@example.com", credits=10, premium=True)
     hash_value = cluster.create(token, 12.0)
     # The store loses the input before any worker reads it: every attempt at every chunk fails.
-    job_input = f"temp/{hash_value}"
+    job_input = cluster.input_key(hash_value)
     storage = make_storage(cluster.settings())
     assert storage.exists(job_input)
     storage.delete(job_input)
