@@ -155,7 +155,9 @@ def claim_next(db: Database, worker: str, lease_seconds: float) -> Claim | None:
             heads = [(source, row) for source in tier if (row := s.scalar(source.next())) is not None]
             if not heads:
                 continue
-            source, row = min(heads, key=lambda head: _turn(s, head[1]))
+            # A lone head needs no turn (and the Quality Checker's rows have no plan to compare: min() would still
+            # ask for the key of its one item).
+            source, row = heads[0] if len(heads) == 1 else min(heads, key=lambda head: _turn(s, head[1]))
             row.status, row.worker, row.lease_until = source.running, worker, now + timedelta(seconds=lease_seconds)
             row.attempts += 1
             if isinstance(row, WorkItem):
