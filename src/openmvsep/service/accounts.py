@@ -432,6 +432,17 @@ class AccountService:
         with self.db.session() as s:
             set_flag(s, require_user(s, token, status=400), flag, value)
 
+    def regenerate_token(self, token: str | None) -> User:
+        """A new API token for the holder of `token`; the old one stops working at once (on the API, and for web
+        sessions, which fingerprint the token)."""
+        with self.db.session() as s:
+            user = require_user(s, token, status=400)
+            user.api_token = new_token()
+            user.updated_at = utcnow()
+            s.flush()
+            s.expunge(user)
+            return user
+
     def set_credit_alert(self, token: str | None, threshold: int) -> None:
         with self.db.session() as s:
             require_user(s, token, status=400).credit_alert_threshold = threshold
