@@ -303,3 +303,43 @@ def test_the_plot_scales_to_the_values_and_marks_missing_ones():
     assert "t&lt;3&gt;" in svg and "<t<3>" not in svg
     assert svg.count("<polyline") == 1  # bass has no point; vocals skips the missing track
     assert "vocals, t1: 1.00" in svg and "vocals, t2" not in svg
+
+
+# ---------------------------------------------------------------- news and demo
+
+
+def test_news_pages_list_by_language_and_show_one_entry_with_its_html_cleaned(tmp_path):
+    h = Harness(make_settings(tmp_path, web_news_page_size=1), pages=True)
+    try:
+        first = h.ctx.news.add("Old news", "<p>Before</p>")
+        h.ctx.news.add(
+            "Fresh", '<p onclick="x()">New <a href="https://example.com/x">model</a><script>bad()</script></p>'
+        )
+        h.ctx.news.add("Neuigkeit", "<p>Neu</p>", lang="de")
+        page = h.client.get("/news").text
+        assert "Fresh" in page and "Old news" not in page and "Neuigkeit" not in page  # one a page, newest first
+        assert '<a href="https://example.com/x" rel="noopener noreferrer">model</a>' in page
+        assert "bad()" not in page and "onclick" not in page
+        assert "Old news" in h.client.get("/news?page=2").text
+        assert "Neuigkeit" in h.client.get("/news?lang=de").text
+        item = h.client.get(f"/news/{first.id}")
+        assert item.status_code == 200 and "<p>Before</p>" in item.text
+        assert h.client.get("/news/999").status_code == 404 and h.client.get("/news/x1").status_code == 404
+    finally:
+        h.close()
+
+
+def test_the_demo_gallery_plays_published_results_and_filters_by_algorithm(site):
+    token = site.user("demo@example.com")
+    shown = site.create(token, wav_bytes(stereo_mix(1.0)), filename="shown.wav", is_demo="1")["data"]["hash"]
+    site.run_all()
+    site.create(token, wav_bytes(stereo_mix(1.0)), filename="private.wav")
+    site.run_all()
+    page = site.client.get("/demo").text
+    assert f'href="/result/{shown}"' in page and "private.wav" not in page
+    players = re.findall(r'<audio controls preload="none" src="([^"]+)"', page)
+    job = site.ctx.jobs.queries.job(shown)
+    assert len(players) == 1 + len(job.files) and all(site.client.get(p).status_code == 200 for p in players)
+    assert f'href="/result/{shown}"' in site.client.get("/demo?algorithm_id=55").text
+    assert "No demos for this algorithm" in site.client.get("/demo?algorithm_id=20").text
+    assert 'value="55" selected' in site.client.get("/demo?algorithm_id=55").text
