@@ -15,7 +15,7 @@ import soundfile as sf
 
 from openmvsep.quality.synth import synthesize_dataset
 from openmvsep.service.errors import InvalidToken
-from openmvsep.store.models import QcEntry, User
+from openmvsep.store.models import Job, QcEntry, User
 from openmvsep.web.quality_plot import nice_ticks, per_track_plot
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
@@ -92,6 +92,15 @@ def test_history_pages_through_the_users_jobs_with_status_algorithm_link_and_exp
     api = site.client.get("/api/app/separation_history", params={"api_token": token, "limit": 2}).json()["data"]
     assert [row["hash"] for row in api] == hashes[:0:-1]
     assert site.client.get("/history?page=abc").status_code == 200  # a bad page number is page 1
+
+    # A failed job shows its message, and (refunded, files gone) no credits and no expiry, as the API reports it.
+    with site.ctx.db.session() as s:
+        job = s.query(Job).filter_by(hash=hashes[2]).one()
+        job.status, job.message = "failed", "The input could not be decoded"
+    row = re.search(rf'<tr data-hash="{re.escape(hashes[2])}">.*?</tr>', site.client.get("/history").text, re.S)
+    assert (
+        "The input could not be decoded" in row.group(0) and "expired" in row.group(0) and "<td>—</td>" in row.group(0)
+    )
 
 
 def test_history_and_account_need_a_login(site):
