@@ -157,6 +157,24 @@ def test_the_account_service_regenerates_a_token(site):
         site.ctx.accounts.regenerate_token(old)  # the old token cannot make another
 
 
+def test_the_account_page_lists_the_latest_credit_changes(tmp_path):
+    h = Harness(make_settings(tmp_path, new_user_credits=50), pages=True)
+    try:
+        register(h)
+        token = api_token(h)
+        h.client.post("/api/app/enable_premium", data={"api_token": token})
+        made = h.create(token, wav_bytes(stereo_mix(1.0)))["data"]["hash"]
+        rows = re.findall(
+            r"<tr><td>[^<]+</td><td class=\"num\">([+-]\d+)</td><td>(\w+)</td>", h.client.get("/account").text
+        )
+        with h.ctx.db.reader() as s:
+            charged = s.query(Job).filter_by(hash=made).one().credits_charged
+        assert charged > 0 and rows == [(f"-{charged}", "charge"), ("+50", "grant")]
+        assert f'href="/result/{made}"' in h.client.get("/account").text
+    finally:
+        h.close()
+
+
 def test_toggles_set_what_the_api_reports_and_an_unknown_one_changes_nothing(site):
     csrf = register(site)
     token = api_token(site)

@@ -179,6 +179,7 @@ class Settings(BaseSettings):
     )
     web_demo_page_size: int = 12  # demos per Demo page, each with its players
     web_news_page_size: int = 10  # news entries per News page
+    web_ledger_rows: int = 20  # the latest credit changes the Account page lists
 
     @cached_property
     def storage_dir(self) -> Path:

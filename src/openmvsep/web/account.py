@@ -84,25 +84,29 @@ async def history(request: Request) -> Response:
 # ---------------------------------------------------------------- account
 
 
-def _account(request: Request, visit: Visit, *, notice: str = "", error: str = "", status: int = 200, **extra):
+async def _account(
+    request: Request, visit: Visit, *, notice: str = "", error: str = "", status: int = 200, **extra
+) -> Response:
     assert visit.user is not None
+    w = web(request)
     context = {
+        "ledger": await run_in_threadpool(w.accounts.credit_ledger, visit.token, w.settings.web_ledger_rows),
         "masked_token": masked(visit.user.api_token),
         "toggles": [(flag, label, bool(getattr(visit.user, flag))) for flag, label in TOGGLES.items()],
         "notice": notice,
         "message": error,
         **extra,
     }
-    return web(request).render.page(request, "account.html", context, status)
+    return w.render.page(request, "account.html", context, status)
 
 
 @router.get("/account")
-def account(request: Request) -> Response:
+async def account(request: Request) -> Response:
     visit = web(request).sessions.load(request)
     if visit.user is None:
         return _login_first(request, "/account")
     notice = "A new API token was made; the old one no longer works." if "regenerated" in request.query_params else ""
-    return _account(request, visit, notice=notice)
+    return await _account(request, visit, notice=notice)
 
 
 @router.post("/account/token/show")
@@ -115,10 +119,10 @@ async def show_token(request: Request) -> Response:
     try:
         await checked_form(request, w.settings, visit)
     except ServiceError as e:
-        return _account(request, visit, error=e.message, status=e.status)
+        return await _account(request, visit, error=e.message, status=e.status)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"api_token": visit.user.api_token}, headers={"Cache-Control": "no-store"})
-    return _account(request, visit, shown_token=visit.user.api_token)
+    return await _account(request, visit, shown_token=visit.user.api_token)
 
 
 @router.post("/account/token")
@@ -131,10 +135,10 @@ async def regenerate_token(request: Request) -> Response:
     try:
         form = await checked_form(request, w.settings, visit)
         if text(form, "confirm") != "yes":
-            return _account(request, visit, confirm_regenerate=True)
+            return await _account(request, visit, confirm_regenerate=True)
         user = await run_in_threadpool(w.accounts.regenerate_token, visit.token)
     except ServiceError as e:
-        return _account(request, visit, error=e.message, status=e.status)
+        return await _account(request, visit, error=e.message, status=e.status)
     visit.log_in(user)  # this session follows the new token; every other one ends
     return w.render.finish(request, RedirectResponse("/account?regenerated=1", status_code=303))
 
@@ -152,7 +156,7 @@ async def toggle(request: Request) -> Response:
             raise ServiceError("Unknown setting: nothing was changed.")
         await run_in_threadpool(w.accounts.set_flag, visit.token, flag, value == "1")
     except ServiceError as e:
-        return _account(request, visit, error=e.message, status=e.status)
+        return await _account(request, visit, error=e.message, status=e.status)
     return w.render.finish(request, RedirectResponse("/account", status_code=303))
 
 
