@@ -3,6 +3,7 @@ the services the API uses, so what the page shows and changes is what the API th
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import re
@@ -19,6 +20,7 @@ from openmvsep.store.models import Job, QcEntry, User
 from openmvsep.web.quality_plot import nice_ticks, per_track_plot
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
+from processes import postgres_database
 
 PASSWORD = "correct horse 1"
 TRACKS, SECONDS = 3, 1.0
@@ -157,9 +159,12 @@ def test_the_account_service_regenerates_a_token(site):
         site.ctx.accounts.regenerate_token(old)  # the old token cannot make another
 
 
-def test_the_account_page_lists_the_latest_credit_changes(tmp_path):
-    h = Harness(make_settings(tmp_path, new_user_credits=50), pages=True)
-    try:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_account_page_lists_the_latest_credit_changes(tmp_path, database):
+    with contextlib.ExitStack() as stack:
+        url = {"database_url": stack.enter_context(postgres_database())} if database == "postgresql" else {}
+        h = Harness(make_settings(tmp_path, new_user_credits=50, **url), pages=True)
+        stack.callback(h.close)
         register(h)
         token = api_token(h)
         h.client.post("/api/app/enable_premium", data={"api_token": token})
@@ -171,8 +176,6 @@ def test_the_account_page_lists_the_latest_credit_changes(tmp_path):
             charged = s.query(Job).filter_by(hash=made).one().credits_charged
         assert charged > 0 and rows == [(f"-{charged}", "charge"), ("+50", "grant")]
         assert f'href="/result/{made}"' in h.client.get("/account").text
-    finally:
-        h.close()
 
 
 def test_toggles_set_what_the_api_reports_and_an_unknown_one_changes_nothing(site):
