@@ -125,6 +125,13 @@ def test_quality_checker_submit_leaderboard_entry_plot_and_token_regeneration(se
     assert plot.is_visible() and plot.locator("polyline").count() == 2
     assert plot.bounding_box()["width"] > 300
     page.screenshot(path=str(shots / "qc_entry.png"), full_page=True)
+    page.set_viewport_size({"width": 360, "height": 740})  # a phone: the page itself never scrolls sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.screenshot(path=str(shots / "qc_entry_360.png"), full_page=True)
+    page.goto(server.url + "/quality_checker/leaderboard/synthetic/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.screenshot(path=str(shots / "qc_leaderboard_360.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 720})
 
     page.goto(server.url + "/account")
     page.get_by_role("button", name="Show").click()
