@@ -171,6 +171,16 @@ class Settings(BaseSettings):
     # stretch once: about three times faster on short inputs, at some cost at the windows' edges.
     transkun_hop_seconds: float = 0.0
 
+    # The web page's History, Account, API, Quality Checker, News and Demo pages (web/account.py, quality.py,
+    # gallery.py).
+    web_history_page_size: int = 20  # separations per History page (the API's separation_history takes at most 20)
+    web_leaderboard_page_size: int = (
+        20  # Quality Checker entries per leaderboard page (at most qc_leaderboard_page_limit)
+    )
+    web_demo_page_size: int = 12  # demos per Demo page, each with its players
+    web_news_page_size: int = 10  # news entries per News page
+    web_ledger_rows: int = 20  # the latest credit changes the Account page lists
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

@@ -26,7 +26,7 @@ from openmvsep.service import mail, throttle
 from openmvsep.service.errors import InvalidToken, NotFound, ServiceError, ValidationFailed
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
-from openmvsep.store.models import CreditEntry, Invite, User
+from openmvsep.store.models import CreditEntry, Invite, Job, User
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 TOKEN_LENGTH = 30  # MVSep's length; some clients only accept a saved token of exactly 30 characters
@@ -431,6 +431,33 @@ class AccountService:
     def set_flag(self, token: str | None, flag: str, value: bool) -> None:
         with self.db.session() as s:
             set_flag(s, require_user(s, token, status=400), flag, value)
+
+    def regenerate_token(self, token: str | None) -> User:
+        """A new API token for the holder of `token`; the old one stops working at once (on the API, and for web
+        sessions, which fingerprint the token)."""
+        with self.db.session() as s:
+            user = require_user(s, token, status=400)
+            user.api_token = new_token()
+            user.updated_at = utcnow()
+            s.flush()
+            s.expunge(user)
+            return user
+
+    def credit_ledger(self, token: str | None, limit: int) -> list[dict]:
+        """The holder's latest credit changes (grants, charges, refunds), newest first, with the job's hash."""
+        with self.db.reader() as s:
+            user = require_user(s, token, status=400)
+            rows = s.execute(
+                select(CreditEntry, Job.hash)
+                .outerjoin(Job, Job.id == CreditEntry.job_id)
+                .where(CreditEntry.user_id == user.id)
+                .order_by(CreditEntry.id.desc())
+                .limit(limit)
+            ).all()
+            return [
+                {"date": fmt_datetime(e.created_at), "delta": e.delta, "reason": e.reason, "hash": job_hash}
+                for e, job_hash in rows
+            ]
 
     def set_credit_alert(self, token: str | None, threshold: int) -> None:
         with self.db.session() as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from openmvsep.service.accounts import fmt_datetime
+from openmvsep.service.errors import NotFound
 from openmvsep.store.db import Database, utcnow
 from openmvsep.store.models import News
 
@@ -30,15 +31,24 @@ class NewsService:
                 .offset(start)
                 .limit(limit)
             ).all()
-            return [
-                {
-                    "id": n.id,
-                    "title": n.title,
-                    "lang": n.lang,
-                    "text": n.text,
-                    "status": n.status,
-                    "created_at": fmt_datetime(n.created_at),
-                    "updated_at": fmt_datetime(n.updated_at),
-                }
-                for n in rows
-            ]
+            return [_payload(n) for n in rows]
+
+    def get(self, news_id: int) -> dict:
+        """One published entry (the web page's `/news/<id>`); NotFound for a missing or unpublished one."""
+        with self.db.reader() as s:
+            item = s.get(News, news_id)
+            if item is None or item.status != 1:
+                raise NotFound("News entry not found")
+            return _payload(item)
+
+
+def _payload(n: News) -> dict:
+    return {
+        "id": n.id,
+        "title": n.title,
+        "lang": n.lang,
+        "text": n.text,
+        "status": n.status,
+        "created_at": fmt_datetime(n.created_at),
+        "updated_at": fmt_datetime(n.updated_at),
+    }

@@ -13,6 +13,7 @@ from openmvsep.service.accounts import AccountService
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
+from openmvsep.service.quality import QualityService
 from openmvsep.settings import Settings
 from openmvsep.store.files import Storage
 from openmvsep.web.render import Renderer
@@ -39,6 +40,9 @@ class WebServices(Protocol):
 
     @property
     def news(self) -> NewsService: ...
+
+    @property
+    def quality(self) -> QualityService: ...
 
 
 @dataclass

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
-from openmvsep.web import assets, auth, info, jobs, separate
+from openmvsep.web import account, assets, auth, gallery, info, jobs, quality, separate
 from openmvsep.web.context import WebContext, WebServices
 from openmvsep.web.render import Renderer
 from openmvsep.web.session import Sessions
@@ -20,7 +20,8 @@ class WebPages:
     @property
     def upload_limits(self) -> Mapping[str, int]:
         """The page's routes that take files, and how large a body each may have."""
-        return {separate.CREATE_PATH: self.services.settings.max_upload_bytes}
+        settings = self.services.settings
+        return {separate.CREATE_PATH: settings.max_upload_bytes, quality.SUBMIT_PATH: settings.qc_max_upload_bytes}
 
     def mount(self, app: FastAPI) -> None:
         settings = self.services.settings
@@ -31,5 +32,13 @@ class WebPages:
             media = (f"{parts.scheme}://{parts.netloc}",)
         app.state.web = WebContext(self.services, Renderer(sessions, media_origins=media), sessions)
         app.add_route(assets.PREFIX + "{name:path}", assets.serve, methods=["GET"], include_in_schema=False)
-        for router in (separate.router, auth.router, jobs.router, info.router):
+        for router in (
+            separate.router,
+            auth.router,
+            jobs.router,
+            account.router,
+            quality.router,
+            gallery.router,
+            info.router,
+        ):
             app.include_router(router)
