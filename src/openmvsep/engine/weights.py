@@ -66,6 +66,11 @@ class WeightEntry:
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
+def licence_of(entry: WeightEntry) -> str:
+    """The licence an entry states (registry files spell it either way), for `models list` and the admin page."""
+    return str(entry.extra.get("licence") or entry.extra.get("license") or "not stated")
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
