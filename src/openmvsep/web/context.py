@@ -13,6 +13,8 @@ from openmvsep.service.accounts import AccountService
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
+from openmvsep.service.readings import ReadingsService
+from openmvsep.service.weights_admin import WeightsAdmin
 from openmvsep.settings import Settings
 from openmvsep.store.files import Storage
 from openmvsep.web.render import Renderer
@@ -39,6 +41,12 @@ class WebServices(Protocol):
 
     @property
     def news(self) -> NewsService: ...
+
+    @property
+    def readings(self) -> ReadingsService: ...
+
+    @property
+    def weights_admin(self) -> WeightsAdmin: ...
 
 
 @dataclass
