@@ -22,10 +22,11 @@ from typer.testing import CliRunner
 
 from openmvsep.cli import app as cli_app
 from openmvsep.service import lifecycle
-from openmvsep.service.errors import NotFound, ServiceError, ValidationFailed
+from openmvsep.service.errors import InvalidToken, NotFound, ServiceError, ValidationFailed
 from openmvsep.store.models import CreditEntry, User
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
+from processes import postgres_database
 
 PASSWORD = "password123"  # Harness.user's
 ADMIN_GETS = ["/admin", "/admin/users", "/admin/models", "/admin/models/tasks", "/admin/queue", "/admin/queue/live"]
@@ -197,6 +198,8 @@ def test_premium_and_token_reset(site):
     assert api_user(site, new).json()["data"]["premium_enabled"] == 0
     assert site.client.post("/admin/users/99999/premium", data={"csrf_token": csrf}).status_code == 404
     assert site.client.post(f"/admin/users/{ann}/nonsense", data={"csrf_token": csrf}).status_code == 404
+    r = site.client.post("/admin/users/abc/premium", data={"csrf_token": csrf})
+    assert r.status_code == 404 and "There is no account" in r.text
 
 
 def test_a_disabled_account_cannot_log_in_or_use_its_token(site):
@@ -245,15 +248,31 @@ def test_disabling_ends_the_accounts_web_session(site):
 # ------------------------------------------------------------------------------------------------ the service
 
 
-def test_account_service_admin_rules(site):
-    accounts = site.ctx.accounts
-    site.user("ann@example.com", credits=10)
-    ann = user_id(site, "ann@example.com")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def harness_on(request, tmp_path):
+    """A Harness on SQLite, and on a fresh PostgreSQL database (skipped where there is none)."""
+    if request.param == "sqlite":
+        h = Harness(make_settings(tmp_path))
+        yield h
+        h.close()
+        return
+    with postgres_database() as url:
+        h = Harness(make_settings(tmp_path, database_url=url))
+        yield h
+        h.close()
+
+
+def test_account_service_admin_rules(harness_on):
+    h = harness_on
+    accounts = h.ctx.accounts
+    token = h.user("ann@example.com", credits=10)
+    h.user("ann_b@example.com")
+    ann = user_id(h, "ann@example.com")
     assert accounts.grant(ann, 5).credits == 15
     with pytest.raises(ValidationFailed, match="cannot lose 16"):
         accounts.grant(ann, -16)
     with pytest.raises(ValidationFailed):
-        accounts.grant(ann, site.settings.admin_max_credit_grant + 1)
+        accounts.grant(ann, h.settings.admin_max_credit_grant + 1)
     with pytest.raises(NotFound):
         accounts.grant(99999, 5)
     with pytest.raises(ServiceError, match="own account"):
@@ -261,6 +280,14 @@ def test_account_service_admin_rules(site):
     assert accounts.find(ann).credits == 15
     with pytest.raises(NotFound):
         accounts.set_admin("nobody@example.com", True)
+    assert [u.email for u in accounts.search("ANN_", 1, 10).users] == ["ann_b@example.com"]  # _ is no wildcard
+    assert accounts.search("", 5, 1).page == 2  # past the end: the last page
+    accounts.set_disabled(ann, True)
+    with pytest.raises(InvalidToken):
+        accounts.require(token)
+    assert accounts.signed_in(ann) is None
+    accounts.set_disabled(ann, False)
+    assert accounts.require(token).id == ann
 
 
 def test_cli_makes_and_unmakes_admins(tmp_path):
@@ -312,6 +339,22 @@ def files_server():
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", _Files
     httpd.shutdown()
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    release = threading.Event()
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "4")
+        self.end_headers()
+        self.wfile.write(b"ab")
+        self.wfile.flush()
+        type(self).release.wait(20)
+        self.wfile.write(b"cd")
+
+    def log_message(self, *args):
+        pass
 
 
 def register_weights(data_dir: Path, entries: list[dict]) -> None:
@@ -401,3 +444,43 @@ def test_queue_shows_work_by_plan_and_busy_workers(site):
     html = site.client.get("/admin/queue").text
     assert re.search(r'data-plan="registered">.*?<td data-waiting>2</td>.*?<td data-running>1</td>', html, re.S)
     assert re.search(r'data-worker="gpu-box-1"><th scope="row">gpu-box-1</th><td>\d+ s ago</td>', html)
+
+
+def test_weight_tasks_are_one_per_entry_and_bounded(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    _Slow.release.clear()
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    h = Harness(make_settings(tmp_path, admin_max_weight_tasks=2, weights_recheck_seconds=0))
+    try:
+        entry = {"model_type": "bs_roformer", "serves": [], "urls": [f"{url}/w.bin"]}
+        register_weights(
+            Path(h.settings.data_dir),
+            [{**entry, "name": name, "filename": f"{name}.bin"} for name in ("one", "two", "three")],
+        )
+        admin = h.ctx.weights_admin
+        admin.rows()  # reads the new registry file
+        admin.start("one", "download")
+        with pytest.raises(ServiceError, match="already has a task running") as busy:
+            admin.start("one", "download")
+        assert busy.value.status == 409
+        admin.start("two", "download")
+        with pytest.raises(ServiceError, match="the limit is 2") as full:
+            admin.start("three", "verify")
+        assert full.value.status == 429
+        deadline = time.monotonic() + 10
+        while not all(t.done_bytes == 2 for t in admin.tasks()):  # progress while the bytes arrive
+            assert time.monotonic() < deadline, admin.tasks()
+            time.sleep(0.02)
+        assert {t.percent for t in admin.tasks()} == {50}
+        _Slow.release.set()
+        while any(t.state == "running" for t in admin.tasks()):
+            assert time.monotonic() < deadline, admin.tasks()
+            time.sleep(0.02)
+        assert {(t.name, t.state) for t in admin.tasks()} == {("one", "done"), ("two", "done")}
+        assert "not pinned" in admin.tasks()[0].message
+        assert (Path(h.settings.data_dir) / "weights" / "one.bin").read_bytes() == b"abcd"
+    finally:
+        _Slow.release.set()
+        httpd.shutdown()
+        h.close()

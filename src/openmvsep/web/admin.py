@@ -111,8 +111,8 @@ def _change(user_id: int, action: str, form: FormData, admin: User, request: Req
 
 
 @router.post("/admin/users/{user_id}/{action}")
-async def change_user(request: Request, user_id: int, action: str) -> Response:
-    who = _admin(request)
+async def change_user(request: Request, user_id: str, action: str) -> Response:
+    who = _admin(request)  # before the path is read: a visitor learns nothing from a malformed one
     if isinstance(who, Response):
         return who
     w = web(request)
@@ -120,7 +120,7 @@ async def change_user(request: Request, user_id: int, action: str) -> Response:
     try:
         form = await checked_form(request, w.settings, w.sessions.load(request))
         query, page = text(form, "q")[:255], _int(text(form, "page"), 1)
-        call, said = _change(user_id, action, form, who, request)
+        call, said = _change(_int(user_id, 0), action, form, who, request)  # no account 0: a clear 404
         user = await run_in_threadpool(call)
     except ValidationFailed as e:
         return await _users_page(request, query, page, errors=e.fields, status=e.status)
