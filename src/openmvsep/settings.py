@@ -181,6 +181,14 @@ class Settings(BaseSettings):
     web_news_page_size: int = 10  # news entries per News page
     web_ledger_rows: int = 20  # the latest credit changes the Account page lists
 
+    # The admin pages (/admin, web/admin.py): users listed per page, the most credits one grant may add or remove,
+    # how often the queue and weight-task panels refresh in the browser, and how many weight downloads and checks
+    # the page may run at once.
+    admin_users_per_page: int = 50
+    admin_max_credit_grant: int = 1_000_000
+    admin_refresh_seconds: float = 2.0
+    admin_max_weight_tasks: int = 2  # downloads and checks running at once in one API process
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

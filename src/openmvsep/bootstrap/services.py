@@ -30,6 +30,7 @@ from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService, ensure_default_dataset
 from openmvsep.service.readings import ReadingsService
+from openmvsep.service.weights_admin import WeightsAdmin
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage
@@ -142,6 +143,11 @@ class Services:
     @cached_property
     def readings(self) -> ReadingsService:
         return ReadingsService(self.db, self.settings.lease_seconds)
+
+    @cached_property
+    def weights_admin(self) -> WeightsAdmin:
+        """The admin page's view of the weights registry, and its background downloads (API processes only)."""
+        return WeightsAdmin(self.runtime.registry, max_running=self.settings.admin_max_weight_tasks)
 
     @cached_property
     def webhook_senders(self) -> WebhookSenders:

@@ -145,6 +145,7 @@ def user_create(
     name: str = typer.Option("", help="Display name (default: the e-mail's local part)"),
     premium: bool = typer.Option(False, "--premium", help="Spend credits for the premium queue"),
     credits: int = typer.Option(0, help="Credits to grant"),
+    admin: bool = typer.Option(False, "--admin", help="May use the /admin pages"),
 ) -> None:
     """Create an account; its API token is printed alone on the last line."""
     from openmvsep.service.errors import ValidationFailed
@@ -159,8 +160,26 @@ def user_create(
             for m in messages:
                 err.print(f"[red]{field}: {m}[/red]")
         raise typer.Exit(1) from None
+    if admin:
+        services.accounts.set_admin(email, True)
     err.print(f"created {email}")
     print(token)
+
+
+@user_app.command("admin")
+def user_admin(
+    email: str = typer.Argument(..., help="The account's e-mail"),
+    revoke: bool = typer.Option(False, "--revoke", help="Take the admin flag away instead"),
+) -> None:
+    """Let an account use the /admin pages (or, with --revoke, no longer)."""
+    from openmvsep.service.errors import NotFound
+
+    try:
+        user = open_services().accounts.set_admin(email, not revoke)
+    except NotFound as e:
+        err.print(f"[red]{e.message}[/red]")
+        raise typer.Exit(1) from None
+    err.print(f"{user.email} is {'an admin' if user.is_admin else 'not an admin'}")
 
 
 @user_app.command("invite")

@@ -13,6 +13,7 @@ import re
 import secrets
 import string
 import unicodedata
+from dataclasses import dataclass
 from datetime import timedelta
 from importlib.resources import files
 
@@ -38,6 +39,17 @@ _NAME_REFUSED = {"Cc", "Cs", "Co", "Cn", "Zl", "Zp"}
 _EMAIL_REFUSED = _NAME_REFUSED | {"Cf"}
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # turn a shown name around
 TAKEN = "The email has already been taken."
+DISABLED = "This account is disabled; ask the server's administrator."
+
+
+@dataclass
+class UserPage:
+    """One page of the admin's user list."""
+
+    users: list[User]
+    total: int  # accounts matching the search
+    page: int  # 1-based
+    pages: int
 
 
 def new_token() -> str:
@@ -183,11 +195,16 @@ def _credentials_refused() -> ValidationFailed:
     return ValidationFailed({"email": ["These credentials do not match our records."]})
 
 
+def may_sign_in(user: User | None) -> bool:
+    """Whether an account's token, password and web session work: verified, and not disabled by an admin."""
+    return user is not None and user.email_verified and not user.disabled
+
+
 def user_by_token(s: Session, token: str | None) -> User | None:
     if not token or len(token) > 64:
         return None
     user = s.scalar(select(User).where(User.api_token == token))
-    return user if user is not None and user.email_verified else None
+    return user if may_sign_in(user) else None
 
 
 def require_user(s: Session, token: str | None, *, status: int = 401) -> User:
@@ -269,6 +286,8 @@ class AccountService:
                     ]
                 }
             )
+        if user.disabled:  # said only to whoever knows the password: it tells nobody else the account exists
+            raise ValidationFailed({"email": [DISABLED]})
         rehashed = hash_password(password) if _hasher.check_needs_rehash(user.password_hash) else None
         with self.db.session() as s:  # short: no password work in here
             throttle.clear(s, keys[0])
@@ -284,7 +303,7 @@ class AccountService:
         """The account a web session names, while it may still log in (verified); None otherwise."""
         with self.db.reader() as s:
             user = s.get(User, user_id)
-        return user if user is not None and user.email_verified else None
+        return user if may_sign_in(user) else None
 
     # ---------------------------------------------------------------- registration
 
@@ -462,3 +481,81 @@ class AccountService:
     def set_credit_alert(self, token: str | None, threshold: int) -> None:
         with self.db.session() as s:
             require_user(s, token, status=400).credit_alert_threshold = threshold
+
+    # ---------------------------------------------------------------- what admins do (CLI and /admin pages)
+
+    def find(self, user_id: int) -> User:
+        with self.db.reader() as s:
+            user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"There is no account {user_id}")
+        return user
+
+    def search(self, query: str = "", page: int = 1, per_page: int = 50) -> UserPage:
+        """Accounts whose e-mail or name contains `query` (any case), newest first."""
+        q = select(User)
+        needle = normalise_email(query)[:255]
+        if needle:
+            pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            q = q.where(User.email.like(pattern, escape="\\") | func.lower(User.name).like(pattern, escape="\\"))
+        with self.db.reader() as s:
+            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            pages = max(1, -(-total // per_page))
+            page = min(max(1, page), pages)
+            users = list(s.scalars(q.order_by(User.id.desc()).offset((page - 1) * per_page).limit(per_page)))
+        return UserPage(users, total, page, pages)
+
+    def grant(self, user_id: int, delta: int) -> User:
+        """Add (or, negative, take back) credits: one `grant` row in the ledger, in the same transaction."""
+        limit = self.settings.admin_max_credit_grant
+        if delta == 0 or abs(delta) > limit:
+            raise ValidationFailed(
+                {"credits": [f"The credits must be a whole number from -{limit} to {limit}, not 0."]}
+            )
+        with self.db.session() as s:
+            user = self._locked(s, user_id)
+            if user.credits + delta < 0:
+                raise ValidationFailed(
+                    {"credits": [f"The account has {user.credits} credits; it cannot lose {-delta}."]}
+                )
+            change_credits(s, user, delta, "grant")
+            s.flush()
+            return user
+
+    def set_premium(self, user_id: int, value: bool) -> User:
+        with self.db.session() as s:
+            user = self._locked(s, user_id)
+            set_flag(s, user, "premium_enabled", value)
+            return user
+
+    def reset_token(self, user_id: int) -> User:
+        """A new API token: the old one stops working, and so does every web session of the account."""
+        with self.db.session() as s:
+            user = self._locked(s, user_id)
+            user.api_token, user.updated_at = new_token(), utcnow()
+            return user
+
+    def set_disabled(self, user_id: int, value: bool, *, by: int | None = None) -> User:
+        """Disable or enable an account; an admin cannot disable their own (nobody would be left to undo it)."""
+        if value and by == user_id:
+            raise ServiceError("You cannot disable your own account", status=409)
+        with self.db.session() as s:
+            user = self._locked(s, user_id)
+            user.disabled, user.updated_at = value, utcnow()
+            return user
+
+    def set_admin(self, email: str, value: bool) -> User:
+        """Grant or revoke the admin flag (`openmvsep user admin`)."""
+        with self.db.session() as s:
+            user = s.scalar(select(User).where(User.email == normalise_email(email)))
+            if user is None:
+                raise NotFound(f"There is no account with the e-mail {email}")
+            user.is_admin, user.updated_at = value, utcnow()
+            return user
+
+    @staticmethod
+    def _locked(s: Session, user_id: int) -> User:
+        user = s.scalar(select(User).where(User.id == user_id).with_for_update())
+        if user is None:
+            raise NotFound(f"There is no account {user_id}")
+        return user

@@ -21,6 +21,7 @@ from openmvsep.store.status import JobStatus, WebhookStatus, WorkStatus
 PLAN_NAMES = {2: "premium", 1: "registered", 0: "unregistered"}
 RECENT = timedelta(hours=1)  # the window of the waiting and running times
 QUANTILES = (0.5, 0.9, 1.0)
+RUNNING = (JobStatus.PROCESSING, JobStatus.DISTRIBUTING, JobStatus.MERGING)
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Readings:
     jobs_by_status: dict[str, int] = field(default_factory=dict)
     waiting_by_plan: dict[str, int] = field(default_factory=dict)
     oldest_wait_seconds_by_plan: dict[str, float] = field(default_factory=dict)
+    running_by_plan: dict[str, int] = field(default_factory=dict)  # jobs a worker is on (any stage short of done)
     # Jobs started (waiting) / finished (running) in the last hour: quantile -> seconds, and how many.
     wait_seconds: dict[float, float] = field(default_factory=dict)
     run_seconds: dict[float, float] = field(default_factory=dict)
@@ -69,6 +71,9 @@ class ReadingsService:
                 name = PLAN_NAMES.get(plan, str(plan))
                 r.waiting_by_plan[name] = count
                 r.oldest_wait_seconds_by_plan[name] = max(0.0, (now - oldest).total_seconds())
+            running = select(Job.plan, func.count()).where(Job.status.in_(RUNNING)).group_by(Job.plan)
+            for plan, count in s.execute(running):
+                r.running_by_plan[PLAN_NAMES.get(plan, str(plan))] = count
             since = now - RECENT
             started = s.execute(select(Job.created_at, Job.started_at).where(Job.started_at >= since)).all()
             finished = s.execute(

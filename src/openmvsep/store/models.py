@@ -52,6 +52,8 @@ class User(Base):
         String(64), nullable=True, unique=True
     )  # sha256 of the link's
     registered_from: Mapped[str | None] = mapped_column(String(64), nullable=True)  # client address of app/register
+    # Set by an admin: the account can neither log in (API or page) nor use its token until enabled again.
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (Index("ix_users_registered_from", "registered_from", "created_at"),)
 

@@ -14,6 +14,8 @@ from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService
+from openmvsep.service.readings import ReadingsService
+from openmvsep.service.weights_admin import WeightsAdmin
 from openmvsep.settings import Settings
 from openmvsep.store.files import Storage
 from openmvsep.web.render import Renderer
@@ -43,6 +45,12 @@ class WebServices(Protocol):
 
     @property
     def quality(self) -> QualityService: ...
+
+    @property
+    def readings(self) -> ReadingsService: ...
+
+    @property
+    def weights_admin(self) -> WeightsAdmin: ...
 
 
 @dataclass

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
-from openmvsep.web import account, assets, auth, gallery, info, jobs, quality, separate
+from openmvsep.web import account, admin, assets, auth, gallery, info, jobs, quality, separate
 from openmvsep.web.context import WebContext, WebServices
 from openmvsep.web.render import Renderer
 from openmvsep.web.session import Sessions
@@ -40,5 +40,6 @@ class WebPages:
             quality.router,
             gallery.router,
             info.router,
+            admin.router,
         ):
             app.include_router(router)
