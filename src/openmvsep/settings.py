@@ -171,6 +171,12 @@ class Settings(BaseSettings):
     # stretch once: about three times faster on short inputs, at some cost at the windows' edges.
     transkun_hop_seconds: float = 0.0
 
+    # The result page's player (web/player.py): waveform peaks computed from the stored files on demand and kept in
+    # a small per-process cache (no file beside the outputs, so the janitor's sweeps need not know of them).
+    web_peaks_per_second: float = 100.0  # buckets per second of audio, enough for any page width when zoomed out
+    web_peaks_max_buckets: int = 8000  # at most this many per file, so a long track's answer stays small
+    web_peaks_cache_files: int = 64  # files whose peaks each process keeps in memory (least recently used go first)
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

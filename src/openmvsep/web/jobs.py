@@ -22,11 +22,13 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from openmvsep.engine.audio import FORMATS
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.jobs.sources import INPUT
 from openmvsep.service.naming import human_size, split_name
 from openmvsep.store.db import utcnow
 from openmvsep.store.models import Job
 from openmvsep.web.context import WebContext, web
 from openmvsep.web.forms import CsrfRefused, checked_form
+from openmvsep.web.player import peaks_url
 from openmvsep.web.zipstream import unique_names, zip_stream
 
 router = APIRouter(include_in_schema=False)
@@ -81,8 +83,10 @@ def result_context(w: WebContext, job: Job) -> dict:
             "name": f["download"],
             "size": human_size(f["bytes"]),
             "url": _page_url(w, f["key"], f["download"]),
+            "source": str(n),
+            "peaks": peaks_url(job.hash, str(n), f["key"]),
         }
-        for f in (job.files or [])
+        for n, f in enumerate(job.files or [], start=1)
     ]
     return {
         "job": job,
@@ -94,6 +98,8 @@ def result_context(w: WebContext, job: Job) -> dict:
             "size": human_size(main["size"]),
             "duration": main.get("duration"),
             "url": _page_url(w, main["key"], main.get("name") or job.hash),
+            "source": INPUT,
+            "peaks": peaks_url(job.hash, INPUT, main["key"]),
         },
         "stems": stems,
         "time_left": _time_left(job.expires_at),

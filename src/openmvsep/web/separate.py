@@ -61,19 +61,36 @@ def _chosen(params) -> tuple[int | None, dict[str, str]]:
     return sep_type, {k: str(v) for k, v in params.items() if k.startswith("add_opt")}
 
 
+def _stored_input(w: WebContext, token: str | None, params) -> tuple[dict[str, str] | None, str | None]:
+    """`?from=<hash>&source=<input|n>`: a file of the caller's own job to separate again, without uploading it.
+    (The file chosen, or None and the service's refusal.)"""
+    source_hash, source = str(params.get("from") or ""), str(params.get("source") or "input")
+    if not source_hash:
+        return None, None
+    try:
+        found = w.jobs.own_source(token, source_hash, source)
+    except ServiceError as e:
+        return None, e.message
+    return {"hash": source_hash, "source": source, "name": found.filename, "label": found.label}, None
+
+
 @router.get("/")
 def home(request: Request) -> Response:
     w = web(request)
     sep_type, given = _chosen(request.query_params)
     if sep_type is None:
         sep_type = picker.first_runnable(w.catalog)
+    visit = w.sessions.load(request)
+    stored, stored_error = _stored_input(w, visit.token, request.query_params)
     context = {
+        "stored": stored,
+        "stored_error": stored_error,
         "groups": picker.groups(w.catalog),
         "selected": sep_type,
         "formats": FORMATS,
         "default_format": DEFAULT_FORMAT,
         "limits": limits(w),
-        "can_create": w.sessions.load(request).user is not None or w.settings.anonymous_jobs,
+        "can_create": visit.user is not None or w.settings.anonymous_jobs,
         "create_path": CREATE_PATH,
         **_fields_context(w, sep_type, given),
     }
@@ -115,12 +132,17 @@ async def create(request: Request) -> Response:
             options_form={k: v for k, v in form.items() if k.startswith("add_opt") and isinstance(v, str)},
             output_format=parse_output_format(text(form, "output_format")),
         )
-        upload = form.get("audiofile")
-        if not isinstance(upload, UploadFile):
-            raise ServiceError("Choose an audio file to separate.")
-        scratch = w.storage.scratch_dir()
-        saved = await run_in_threadpool(save_upload, upload, scratch, "audiofile")
-        job = await run_in_threadpool(w.jobs.create, visit.token, req, {"audiofile": saved})
+        source_hash = text(form, "from_hash")
+        if source_hash:  # a stored file (re-run, or a stem sent on): the service finds it from the caller's job
+            source = text(form, "source") or "input"
+            job = await run_in_threadpool(w.jobs.create_from_stored, visit.token, req, source_hash, source)
+        else:
+            upload = form.get("audiofile")
+            if not isinstance(upload, UploadFile):
+                raise ServiceError("Choose an audio file to separate.")
+            scratch = w.storage.scratch_dir()
+            saved = await run_in_threadpool(save_upload, upload, scratch, "audiofile")
+            job = await run_in_threadpool(w.jobs.create, visit.token, req, {"audiofile": saved})
     except UserError as e:  # ServiceError, or the decoder's AudioError: its message is meant for the user
         return _refusal(request, e.message, getattr(e, "status", 400))
     finally:

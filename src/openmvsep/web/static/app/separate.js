@@ -76,8 +76,9 @@ function idle() {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const file = fileInput.files && fileInput.files[0];
-  if (!file) return say("Choose an audio file to separate.", true);
-  const problem = problemWith(file);
+  const stored = form.querySelector("input[name=from_hash]"); // a stored file: nothing to upload
+  if (!file && !stored) return say("Choose an audio file to separate.", true);
+  const problem = file && !stored ? problemWith(file) : null;
   if (problem) return say(problem, true);
   const xhr = new XMLHttpRequest();
   request = xhr;
