@@ -5,8 +5,10 @@ the caller's own job becomes a new job without an upload, under create's rules, 
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -46,7 +48,8 @@ def logout(h: Harness, csrf: str) -> None:
 
 def post_job(h: Harness, csrf: str, *, audio: bytes | None = None, **fields) -> dict:
     data = {"sep_type": "55", "add_opt1": "dsp", "output_format": "1", **fields}
-    files = None if "from_hash" in fields else {"audiofile": ("song.wav", audio or wav_bytes(stereo_mix(2.0)))}
+    sent = "from_hash" in fields or fields.pop("no_file", None)
+    files = None if sent else {"audiofile": ("song.wav", audio or wav_bytes(stereo_mix(2.0)))}
     r = h.client.post(
         "/web/separate", data=data, files=files, headers={"X-CSRF-Token": csrf, "Accept": "application/json"}
     )
@@ -222,3 +225,79 @@ def test_nobody_else_can_re_run_a_job_even_knowing_its_hash(site):
     assert "That separation was not found among yours." in page and 'name="from_hash"' not in page
     with site.ctx.db.reader() as s:
         assert s.query(Job).count() == 1
+
+
+# ------------------------------------------------------------------------------------------------ links, Matchering
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):
+        body = self.files.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "audio/wav")
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def file_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    _Files.files = {"/song.wav": wav_bytes(stereo_mix(1.5))}
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_link_is_downloaded_by_the_remote_stage_then_separated(tmp_path, file_server):
+    h = Harness(make_settings(tmp_path, remote_allow_private=True), pages=True)
+    try:
+        csrf = register(h)
+        page = h.client.get("/").text
+        assert '<label for="url">' in page and '<option value="drive">Google Drive</option>' in page
+        made = post_job(h, csrf, url=f"{file_server}/song.wav", remote_type="direct", no_file="1")
+        assert made["success"] is True, made
+        link = made["data"]["link"]
+        assert link == f"/web/remote/{made['data']['hash']}"
+        waiting = h.client.get(link)
+        assert waiting.status_code == 200 and 'data-status="waiting"' in waiting.text
+        assert 'src="/web/static/app/remote.js?v=' in waiting.text
+        h.run_all()
+        done = h.client.get(link, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"].startswith("/result/")
+        result = h.client.get(done.headers["location"]).text
+        assert re.findall(r'data-stem="([^"]+)"', result) == ["Center", "Wide"]
+    finally:
+        h.close()
+
+
+def test_a_bad_link_is_refused_with_the_services_message_and_nothing_is_queued(site):
+    csrf = register(site)
+    r = post_job(site, csrf, url="http://example.com/a.wav", remote_type="ftp", no_file="1")
+    assert r["status"] == 400 and r["data"]["message"].startswith("remote_type must be one of")
+    assert site.client.get("/web/remote/nope").status_code == 404
+
+
+def test_matchering_takes_a_target_and_a_reference(site):
+    csrf = register(site)
+    page = site.client.get("/matchering").text
+    assert '<label for="target_audiofile">' in page and '<label for="reference_audiofile">' in page
+    assert 'name="sep_type" value="68"' in page
+    files = {
+        "target_audiofile": ("target.wav", wav_bytes(stereo_mix(2.0, seed=1) * 0.3)),
+        "reference_audiofile": ("reference.wav", wav_bytes(stereo_mix(2.0, seed=2))),
+    }
+    data = {"csrf_token": csrf, "sep_type": "68", "output_format": "1"}
+    r = site.client.post("/web/separate", data=data, files=files, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/result/"), r.text
+    hash_value = r.headers["location"].rsplit("/", 1)[1]
+    with site.ctx.db.reader() as s:
+        job = s.query(Job).filter_by(hash=hash_value).one()
+        assert job.sep_type == 68 and set(job.inputs) == {"target_audiofile", "reference_audiofile"}
+    one = site.client.post("/web/separate", data=data, files={"target_audiofile": files["target_audiofile"]})
+    assert one.status_code == 400 and "reference_audiofile" in one.text

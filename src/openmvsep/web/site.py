@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
-from openmvsep.web import assets, auth, info, jobs, player, separate
+from openmvsep.web import assets, auth, info, jobs, links, player, separate
 from openmvsep.web.context import WebContext, WebServices
 from openmvsep.web.render import Renderer
 from openmvsep.web.session import Sessions
@@ -31,5 +31,5 @@ class WebPages:
             media = (f"{parts.scheme}://{parts.netloc}",)
         app.state.web = WebContext(self.services, Renderer(sessions, media_origins=media), sessions)
         app.add_route(assets.PREFIX + "{name:path}", assets.serve, methods=["GET"], include_in_schema=False)
-        for router in (separate.router, auth.router, jobs.router, info.router, player.router):
+        for router in (separate.router, auth.router, jobs.router, info.router, player.router, links.router):
             app.include_router(router)

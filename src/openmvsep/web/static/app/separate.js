@@ -77,8 +77,10 @@ form.addEventListener("submit", (event) => {
   event.preventDefault();
   const file = fileInput.files && fileInput.files[0];
   const stored = form.querySelector("input[name=from_hash]"); // a stored file: nothing to upload
-  if (!file && !stored) return say("Choose an audio file to separate.", true);
-  const problem = file && !stored ? problemWith(file) : null;
+  const link = /** @type {HTMLInputElement | null} */ (document.getElementById("url"));
+  const url = link && !link.disabled ? link.value.trim() : "";
+  if (!file && !stored && !url) return say("Choose an audio file to separate, or give a link.", true);
+  const problem = file && !stored && !url ? problemWith(file) : null;
   if (problem) return say(problem, true);
   const xhr = new XMLHttpRequest();
   request = xhr;
@@ -99,7 +101,7 @@ form.addEventListener("submit", (event) => {
       body = null;
     }
     if (xhr.status === 200 && body && body.success) {
-      say("Uploaded. Opening the job…");
+      say(url && !file ? "Sent. Opening the download…" : "Uploaded. Opening the job…");
       window.location.assign(body.data.link);
       return;
     }
