@@ -9,13 +9,16 @@ import http.server
 import io
 import re
 import threading
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from openmvsep.engine.audio.peaks import bucket_count, compute_peaks
+from openmvsep.service.jobs.eta import remaining_seconds
 from openmvsep.store.models import Job
+from openmvsep.store.status import JobStatus
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
 
@@ -301,3 +304,47 @@ def test_matchering_takes_a_target_and_a_reference(site):
         assert job.sep_type == 68 and set(job.inputs) == {"target_audiofile", "reference_audiofile"}
     one = site.client.post("/web/separate", data=data, files={"target_audiofile": files["target_audiofile"]})
     assert one.status_code == 400 and "reference_audiofile" in one.text
+
+
+# ------------------------------------------------------------------------------------------------ elapsed and ETA
+
+
+def test_time_left_follows_the_measured_speeds():
+    waiting, processing = JobStatus.WAITING, JobStatus.PROCESSING
+    assert remaining_seconds(waiting, 100.0, 0.0, None) is None  # nothing measured yet
+    assert remaining_seconds(waiting, 100.0, 0.0, 0.5) == 50.0
+    assert remaining_seconds(waiting, 100.0, 0.0, 0.5, ahead=2, typical_job_s=30.0) == 110.0
+    assert remaining_seconds(waiting, 100.0, 0.0, 0.5, ahead=2) is None  # jobs ahead, no typical time known
+    assert remaining_seconds(processing, 100.0, 20.0, 0.5) == 30.0
+    assert remaining_seconds(processing, 100.0, 80.0, 0.5) == 0.0  # slower than measured: never negative
+    # In chunks with some done, the job's own pace wins: 3 chunks in 30 s, 7 to go.
+    distributing = JobStatus.DISTRIBUTING
+    assert remaining_seconds(distributing, 100.0, 30.0, 0.5, finished_chunks=3, all_chunks=10) == 70.0
+    assert remaining_seconds(distributing, 100.0, 30.0, None, finished_chunks=0, all_chunks=10) is None
+
+
+def test_the_estimate_is_the_median_real_time_factor_of_finished_jobs_of_the_algorithm(site):
+    token = site.user(premium=True, credits=1000)
+    for _ in range(3):
+        assert site.create(token, wav_bytes(stereo_mix(1.0)))["success"]
+    site.run_all()
+    start = datetime(2026, 1, 1, 12, 0, 0)
+    with site.ctx.db.session() as s:  # three finished jobs: 10 s of audio in 5, 10 and 40 s -> median factor 1.0
+        for job, wall in zip(s.query(Job).order_by(Job.id), (5, 10, 40)):
+            job.duration, job.started_at, job.finished_at = 10.0, start, start + timedelta(seconds=wall)
+    waiting = site.create(token, wav_bytes(stereo_mix(2.0)))["data"]["hash"]
+    eta = site.ctx.jobs.eta.estimate(waiting)
+    assert eta.remaining_s == pytest.approx(2.0) and 0 <= eta.elapsed_s < 60
+    # Another algorithm has no measurements: no estimate rather than a wrong one.
+    assert site.ctx.jobs.eta.measured(113) == (None, None)
+    fragment = site.client.get(f"/web/jobs/{waiting}/status").text
+    assert "Elapsed" in fragment and "less than a minute left" in fragment and "data-since=" in fragment
+    site.run_all()
+    assert "Elapsed" not in site.client.get(f"/web/jobs/{waiting}/status").text  # over: no clock
+
+
+def test_the_status_page_offers_a_done_notification(site):
+    csrf = register(site)
+    hash_value = post_job(site, csrf)["data"]["hash"]
+    page = site.client.get(f"/result/{hash_value}").text
+    assert re.search(r'<button type="button" id="notify"[^>]*hidden>Notify me when it ends</button>', page)

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     web_peaks_per_second: float = 100.0  # buckets per second of audio, enough for any page width when zoomed out
     web_peaks_max_buckets: int = 8000  # at most this many per file, so a long track's answer stays small
     web_peaks_cache_files: int = 64  # files whose peaks each process keeps in memory (least recently used go first)
+    # Time left on a job's page (service/jobs/eta.py): medians of the last finished jobs' speeds, cached this long.
+    eta_sample_jobs: int = 50  # finished jobs of the algorithm the estimate is measured on
+    eta_cache_seconds: float = 60.0  # how long a process reuses a measurement (every open page asks each second)
 
     @cached_property
     def storage_dir(self) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from fastapi import APIRouter
@@ -22,6 +22,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from openmvsep.engine.audio import FORMATS
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.jobs import Eta
 from openmvsep.service.jobs.sources import INPUT
 from openmvsep.service.naming import human_size, split_name
 from openmvsep.store.db import utcnow
@@ -38,9 +39,38 @@ RETRY_MS = 2000  # the browser's wait before it reconnects a dropped stream
 
 
 def status_view(w: WebContext, hash_value: str) -> dict:
-    """`separation/get`'s answer for this hash, as the fragment template reads it."""
-    body = w.present.status(w.jobs.queries.status_row(hash_value))
-    return {"status": body.get("status", "not_found"), "data": body.get("data") or {}, "hash": hash_value}
+    """`separation/get`'s answer for this hash, as the fragment template reads it, with the time elapsed and left
+    while the job is not over."""
+    row = w.jobs.queries.status_row(hash_value)
+    body = w.present.status(row)
+    state = {"status": body.get("status", "not_found"), "data": body.get("data") or {}, "hash": hash_value}
+    if row is not None and state["status"] not in TERMINAL:
+        eta = w.jobs.eta.estimate(hash_value, ahead=int(row.ahead or 0))
+        state["eta"] = eta_view(eta) if eta is not None else None
+    return state
+
+
+def _minutes(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def eta_view(eta: Eta) -> dict:
+    """Words that change at most once a minute, so the event stream does not resend the fragment every second;
+    status.js counts the seconds from `since` (the job's creation, Unix seconds)."""
+    left = eta.remaining_s
+    if left is None:
+        words = None
+    elif left < 60:
+        words = "less than a minute left"
+    else:
+        words = f"about {_minutes(left + 59)} left"
+    return {
+        "since": int(eta.created_at.replace(tzinfo=timezone.utc).timestamp()),
+        "elapsed": _minutes(eta.elapsed_s),
+        "left": words,
+    }
 
 
 def _not_found(request: Request) -> Response:

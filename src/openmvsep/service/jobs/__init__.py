@@ -10,6 +10,7 @@ from openmvsep.engine.weights import WeightsRegistry
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.errors import ServiceError
 from openmvsep.service.jobs.control import NOT_FOUND, JobControl
+from openmvsep.service.jobs.eta import Estimates, Eta
 from openmvsep.service.jobs.intake import Intake, JobRequest, Upload, parse_output_format, parse_sep_type
 from openmvsep.service.jobs.pricing import credits_for, is_premium
 from openmvsep.service.jobs.queries import JobQueries, QueueView
@@ -22,6 +23,7 @@ from openmvsep.store.models import Job, RemoteJob
 
 __all__ = [
     "NOT_FOUND",
+    "Eta",
     "JobRequest",
     "JobService",
     "QueueView",
@@ -48,6 +50,7 @@ class JobService:
         self.remote = RemoteIntake(self.intake)
         self.control = JobControl(db, storage)
         self.queries = JobQueries(db, settings.free_daily_jobs)
+        self.eta = Estimates(db, settings.eta_sample_jobs, settings.eta_cache_seconds)
 
     def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload]) -> Job:
         job = self.intake.create(token, req, uploads)
