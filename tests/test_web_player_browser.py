@@ -107,6 +107,13 @@ def test_waveforms_mixer_and_re_run_in_a_real_browser(server, browser, tmp_path)
     page.get_by_role("button", name="Register").click()
     page.wait_for_url(server.url + "/")
 
+    page.goto(server.url + "/matchering")
+    assert serious_violations(page) == []
+    page.goto(server.url + "/")
+    page.locator("#link-input summary").click()
+    assert page.get_by_label("Link to an audio file").is_visible()
+    assert serious_violations(page) == []
+
     upload(page, server)
     wait_drawn(page)
     first = page.url
