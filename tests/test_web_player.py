@@ -119,11 +119,12 @@ def test_peaks_of_a_file_a_job_does_not_have_are_not_found(site):
     csrf = register(site)
     hash_value = post_job(site, csrf)["data"]["hash"]
     site.run_all()
-    for name in ("3", "0", "-1", "../input", "key"):
+    for name in ("3", "0", "-1", "Input", "1.0", "key"):
         r = site.client.get(f"/web/jobs/{hash_value}/peaks/{name}")
         assert r.status_code == 404 and r.json()["success"] is False, name
+        assert r.json()["data"]["message"].startswith("This separation has no file"), name
     r = site.client.get("/web/jobs/20200101000000-aaaaaaaaaa-x.wav/peaks/input")
-    assert r.status_code == 404 and r.json()["data"]["message"]
+    assert r.status_code == 404 and r.json()["data"]["message"] == "This separation does not exist."
 
 
 # ------------------------------------------------------------------------------------------------ mixer
