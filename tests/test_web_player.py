@@ -349,3 +349,15 @@ def test_the_status_page_offers_a_done_notification(site):
     hash_value = post_job(site, csrf)["data"]["hash"]
     page = site.client.get(f"/result/{hash_value}").text
     assert re.search(r'<button type="button" id="notify"[^>]*hidden>Notify me when it ends</button>', page)
+
+
+def test_an_output_that_is_not_audio_is_a_download_and_stays_out_of_the_mixer(site):
+    csrf = register(site)
+    hash_value = post_job(site, csrf)["data"]["hash"]
+    site.run_all()
+    with site.ctx.db.session() as s:  # as Basic Pitch or Whisper give: a file players cannot play
+        job = s.query(Job).filter_by(hash=hash_value).one()
+        job.files = [job.files[0], {**job.files[1], "download": "song_notes.mid"}]
+    page = site.client.get(f"/result/{hash_value}").text
+    assert page.count('class="stem track"') == 2 and page.count("<audio") == 2 and page.count("<canvas") == 2
+    assert 'download="song_notes.mid"' in page and page.count("Separate this stem further") == 1

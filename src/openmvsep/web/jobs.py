@@ -36,6 +36,7 @@ router = APIRouter(include_in_schema=False)
 
 TERMINAL = frozenset({"done", "failed", "not_found"})
 RETRY_MS = 2000  # the browser's wait before it reconnects a dropped stream
+AUDIO_EXTENSIONS = tuple(sorted({"." + f.extension for f in FORMATS.values()}))
 
 
 def status_view(w: WebContext, hash_value: str) -> dict:
@@ -115,6 +116,7 @@ def result_context(w: WebContext, job: Job) -> dict:
             "url": _page_url(w, f["key"], f["download"]),
             "source": str(n),
             "peaks": peaks_url(job.hash, str(n), f["key"]),
+            "audio": f["download"].lower().endswith(AUDIO_EXTENSIONS),  # MIDI and text outputs: a download only
         }
         for n, f in enumerate(job.files or [], start=1)
     ]
@@ -130,6 +132,7 @@ def result_context(w: WebContext, job: Job) -> dict:
             "url": _page_url(w, main["key"], main.get("name") or job.hash),
             "source": INPUT,
             "peaks": peaks_url(job.hash, INPUT, main["key"]),
+            "audio": True,
         },
         "stems": stems,
         "time_left": _time_left(job.expires_at),
