@@ -4,6 +4,7 @@
         swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE NOTICE swagger-ui-bundle.js.LICENSE.txt
     python scripts/vendor_npm.py --web htmx.org@2.0.11 htmx dist/htmx.min.js LICENSE
     python scripts/vendor_npm.py --web --license 0BSD htmx-ext-sse@2.2.4 htmx-ext-sse dist/sse.min.js LICENSE
+    python scripts/vendor_npm.py --test axe-core@4.14.1 axe-core axe.min.js LICENSE
 
 `--license SPDX` names the licence of a package whose package.json has no `license` field (read its LICENSE).
 
@@ -11,7 +12,8 @@ Pages must work on a machine with no internet, so their scripts and styles ship 
 coming from a CDN. The files are copied unmodified from the registry's tarball (`npm pack`, which checks the
 tarball against the registry's integrity hash) into src/openmvsep/api/static/<folder>/ (with --web: the web
 page's src/openmvsep/web/static/vendor/<folder>/), each under its own base name, and the MANIFEST.json beside
-those folders gets one entry per file: package, version, licence and sha256. The
+those folders gets one entry per file: package, version, licence and sha256. With --test the files go to
+tests/fixtures/vendor/<folder>/ instead: tools the browser tests inject into a page (axe-core), never served. The
 tests serve every listed file and compare its bytes with that hash, so an edit by hand shows up as a failure.
 Running it again for the same folder replaces that folder's files and entries.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "openmvsep"
 API_STATIC = PACKAGE / "api" / "static"  # /docs (Swagger UI)
 WEB_STATIC = PACKAGE / "web" / "static" / "vendor"  # the web page's scripts
+TEST_VENDOR = PACKAGE.parents[1] / "tests" / "fixtures" / "vendor"  # test-only tools (not in the package)
 
 
 def vendor(spec: str, folder: str, names: list[str], static: Path = API_STATIC, license: str | None = None) -> None:
@@ -77,6 +80,8 @@ if __name__ == "__main__":
     static, license = API_STATIC, None
     if args[:1] == ["--web"]:
         args, static = args[1:], WEB_STATIC
+    elif args[:1] == ["--test"]:
+        args, static = args[1:], TEST_VENDOR
     if args[:1] == ["--license"] and len(args) > 1:
         license, args = args[1], args[2:]
     if len(args) < 3:

@@ -327,7 +327,7 @@ def test_a_job_made_on_the_page_runs_and_its_result_page_lists_every_stem(site):
     site.run_all()
     page = site.client.get(f"/result/{hash_value}").text
     assert re.findall(r'data-stem="([^"]+)"', page) == ["Center", "Wide"]
-    assert page.count("<audio") == 2 and "Download all (zip)" in page and "Expires" in page
+    assert page.count("<audio") == 3 and "Download all (zip)" in page and "Expires" in page  # the input's too
     for src in re.findall(r'<audio[^>]*src="([^"]+)"', page):
         assert src.startswith("/storage/") and site.client.get(src).status_code == 200
 

@@ -189,6 +189,15 @@ class Settings(BaseSettings):
     admin_refresh_seconds: float = 2.0
     admin_max_weight_tasks: int = 2  # downloads and checks running at once in one API process
 
+    # The result page's player (web/player.py): waveform peaks computed from the stored files on demand and kept in
+    # a small per-process cache (no file beside the outputs, so the janitor's sweeps need not know of them).
+    web_peaks_per_second: float = 100.0  # buckets per second of audio, enough for any page width when zoomed out
+    web_peaks_max_buckets: int = 8000  # at most this many per file, so a long track's answer stays small
+    web_peaks_cache_files: int = 64  # files whose peaks each process keeps in memory (least recently used go first)
+    # Time left on a job's page (service/jobs/eta.py): medians of the last finished jobs' speeds, cached this long.
+    eta_sample_jobs: int = 50  # finished jobs of the algorithm the estimate is measured on
+    eta_cache_seconds: float = 60.0  # how long a process reuses a measurement (every open page asks each second)
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

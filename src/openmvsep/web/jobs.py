@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from fastapi import APIRouter
@@ -22,23 +22,56 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from openmvsep.engine.audio import FORMATS
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.jobs import Eta
+from openmvsep.service.jobs.sources import INPUT
 from openmvsep.service.naming import human_size, split_name
 from openmvsep.store.db import utcnow
 from openmvsep.store.models import Job
 from openmvsep.web.context import WebContext, web
 from openmvsep.web.forms import CsrfRefused, checked_form
+from openmvsep.web.player import peaks_url
 from openmvsep.web.zipstream import unique_names, zip_stream
 
 router = APIRouter(include_in_schema=False)
 
 TERMINAL = frozenset({"done", "failed", "not_found"})
 RETRY_MS = 2000  # the browser's wait before it reconnects a dropped stream
+AUDIO_EXTENSIONS = tuple(sorted({"." + f.extension for f in FORMATS.values()}))
 
 
 def status_view(w: WebContext, hash_value: str) -> dict:
-    """`separation/get`'s answer for this hash, as the fragment template reads it."""
-    body = w.present.status(w.jobs.queries.status_row(hash_value))
-    return {"status": body.get("status", "not_found"), "data": body.get("data") or {}, "hash": hash_value}
+    """`separation/get`'s answer for this hash, as the fragment template reads it, with the time elapsed and left
+    while the job is not over."""
+    row = w.jobs.queries.status_row(hash_value)
+    body = w.present.status(row)
+    state = {"status": body.get("status", "not_found"), "data": body.get("data") or {}, "hash": hash_value}
+    if row is not None and state["status"] not in TERMINAL:
+        eta = w.jobs.eta.estimate(hash_value, ahead=int(row.ahead or 0))
+        state["eta"] = eta_view(eta) if eta is not None else None
+    return state
+
+
+def _minutes(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def eta_view(eta: Eta) -> dict:
+    """Words that change at most once a minute, so the event stream does not resend the fragment every second;
+    status.js counts the seconds from `since` (the job's creation, Unix seconds)."""
+    left = eta.remaining_s
+    if left is None:
+        words = None
+    elif left < 60:
+        words = "less than a minute left"
+    else:
+        words = f"about {_minutes(left + 59)} left"
+    return {
+        "since": int(eta.created_at.replace(tzinfo=timezone.utc).timestamp()),
+        "elapsed": _minutes(eta.elapsed_s),
+        "left": words,
+    }
 
 
 def _not_found(request: Request) -> Response:
@@ -81,8 +114,11 @@ def result_context(w: WebContext, job: Job) -> dict:
             "name": f["download"],
             "size": human_size(f["bytes"]),
             "url": _page_url(w, f["key"], f["download"]),
+            "source": str(n),
+            "peaks": peaks_url(job.hash, str(n), f["key"]),
+            "audio": f["download"].lower().endswith(AUDIO_EXTENSIONS),  # MIDI and text outputs: a download only
         }
-        for f in (job.files or [])
+        for n, f in enumerate(job.files or [], start=1)
     ]
     return {
         "job": job,
@@ -94,6 +130,9 @@ def result_context(w: WebContext, job: Job) -> dict:
             "size": human_size(main["size"]),
             "duration": main.get("duration"),
             "url": _page_url(w, main["key"], main.get("name") or job.hash),
+            "source": INPUT,
+            "peaks": peaks_url(job.hash, INPUT, main["key"]),
+            "audio": True,
         },
         "stems": stems,
         "time_left": _time_left(job.expires_at),

@@ -23,6 +23,8 @@ from openmvsep.web.forms import checked_form, save_upload, text
 router = APIRouter(include_in_schema=False)
 
 CREATE_PATH = "/web/separate"
+UPLOAD_ROLES = ("audiofile", "target_audiofile", "reference_audiofile")  # the API's file fields (Matchering: two)
+REMOTE_TYPES = (("direct", "Direct link"), ("drive", "Google Drive"), ("dropbox", "Dropbox"), ("mega", "MEGA"))
 DEFAULT_FORMAT = 1  # wav 16-bit: plays in every browser and downloads at full quality
 
 
@@ -61,20 +63,38 @@ def _chosen(params) -> tuple[int | None, dict[str, str]]:
     return sep_type, {k: str(v) for k, v in params.items() if k.startswith("add_opt")}
 
 
+def _stored_input(w: WebContext, token: str | None, params) -> tuple[dict[str, str] | None, str | None]:
+    """`?from=<hash>&source=<input|n>`: a file of the caller's own job to separate again, without uploading it.
+    (The file chosen, or None and the service's refusal.)"""
+    source_hash, source = str(params.get("from") or ""), str(params.get("source") or "input")
+    if not source_hash:
+        return None, None
+    try:
+        found = w.jobs.own_source(token, source_hash, source)
+    except ServiceError as e:
+        return None, e.message
+    return {"hash": source_hash, "source": source, "name": found.filename, "label": found.label}, None
+
+
 @router.get("/")
 def home(request: Request) -> Response:
     w = web(request)
     sep_type, given = _chosen(request.query_params)
     if sep_type is None:
         sep_type = picker.first_runnable(w.catalog)
+    visit = w.sessions.load(request)
+    stored, stored_error = _stored_input(w, visit.token, request.query_params)
     context = {
+        "stored": stored,
+        "stored_error": stored_error,
         "groups": picker.groups(w.catalog),
         "selected": sep_type,
         "formats": FORMATS,
         "default_format": DEFAULT_FORMAT,
         "limits": limits(w),
-        "can_create": w.sessions.load(request).user is not None or w.settings.anonymous_jobs,
+        "can_create": visit.user is not None or w.settings.anonymous_jobs,
         "create_path": CREATE_PATH,
+        "remote_types": REMOTE_TYPES,
         **_fields_context(w, sep_type, given),
     }
     return w.render.page(request, "separate.html", context)
@@ -109,18 +129,31 @@ async def create(request: Request) -> Response:
     scratch = None
     form = None
     try:
-        form = await checked_form(request, w.settings, visit, max_files=1)
+        form = await checked_form(request, w.settings, visit, max_files=len(UPLOAD_ROLES))
         req = JobRequest(
             sep_type=parse_sep_type(text(form, "sep_type")),
             options_form={k: v for k, v in form.items() if k.startswith("add_opt") and isinstance(v, str)},
             output_format=parse_output_format(text(form, "output_format")),
         )
-        upload = form.get("audiofile")
-        if not isinstance(upload, UploadFile):
-            raise ServiceError("Choose an audio file to separate.")
-        scratch = w.storage.scratch_dir()
-        saved = await run_in_threadpool(save_upload, upload, scratch, "audiofile")
-        job = await run_in_threadpool(w.jobs.create, visit.token, req, {"audiofile": saved})
+        source_hash = text(form, "from_hash")
+        url = text(form, "url").strip()
+        # A browser sends an empty part for a file field left empty: only parts with a name are files.
+        uploads = {r: f for r in UPLOAD_ROLES if isinstance(f := form.get(r), UploadFile) and f.filename}
+        if source_hash:  # a stored file (re-run, or a stem sent on): the service finds it from the caller's job
+            source = text(form, "source") or "input"
+            job = await run_in_threadpool(w.jobs.create_from_stored, visit.token, req, source_hash, source)
+        elif url and not uploads:  # the remote stage downloads it first, as for the API's `url`
+            remote_type = text(form, "remote_type") or "direct"
+            remote = await run_in_threadpool(w.jobs.create_remote, visit.token, req, url, remote_type)
+            return _created(request, remote.short_hash, f"/web/remote/{remote.short_hash}")
+        else:
+            if not uploads:
+                raise ServiceError("Choose an audio file to separate.")
+            scratch = w.storage.scratch_dir()
+            saved = {}
+            for role, upload in uploads.items():
+                saved[role] = await run_in_threadpool(save_upload, upload, scratch, role)
+            job = await run_in_threadpool(w.jobs.create, visit.token, req, saved)
     except UserError as e:  # ServiceError, or the decoder's AudioError: its message is meant for the user
         return _refusal(request, e.message, getattr(e, "status", 400))
     finally:
@@ -128,7 +161,10 @@ async def create(request: Request) -> Response:
             await form.close()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    link = f"/result/{job.hash}"
+    return _created(request, job.hash, f"/result/{job.hash}")
+
+
+def _created(request: Request, hash_value: str, link: str) -> Response:
     if _wants_json(request):
-        return JSONResponse({"success": True, "data": {"hash": job.hash, "link": link}})
-    return w.render.finish(request, RedirectResponse(link, status_code=303))
+        return JSONResponse({"success": True, "data": {"hash": hash_value, "link": link}})
+    return web(request).render.finish(request, RedirectResponse(link, status_code=303))

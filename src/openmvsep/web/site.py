@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 
-from openmvsep.web import account, admin, assets, auth, gallery, info, jobs, quality, separate
+from openmvsep.web import account, admin, assets, auth, gallery, info, jobs, links, player, quality, separate
 from openmvsep.web.context import WebContext, WebServices
 from openmvsep.web.render import Renderer
 from openmvsep.web.session import Sessions
@@ -41,5 +41,7 @@ class WebPages:
             gallery.router,
             info.router,
             admin.router,
+            player.router,
+            links.router,
         ):
             app.include_router(router)

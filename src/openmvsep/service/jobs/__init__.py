@@ -3,22 +3,27 @@ reads the views need. `JobService` is what the entry points hold; the parts are 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 
 from openmvsep.engine.weights import WeightsRegistry
 from openmvsep.service.catalog import Catalog
+from openmvsep.service.errors import ServiceError
 from openmvsep.service.jobs.control import NOT_FOUND, JobControl
+from openmvsep.service.jobs.eta import Estimates, Eta
 from openmvsep.service.jobs.intake import Intake, JobRequest, Upload, parse_output_format, parse_sep_type
 from openmvsep.service.jobs.pricing import credits_for, is_premium
 from openmvsep.service.jobs.queries import JobQueries, QueueView
 from openmvsep.service.jobs.remote import RemoteIntake
+from openmvsep.service.jobs.sources import StoredSource, safe_filename, stored_source
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
-from openmvsep.store.files import Storage
+from openmvsep.store.files import Storage, StoredFileMissing
 from openmvsep.store.models import Job, RemoteJob
 
 __all__ = [
     "NOT_FOUND",
+    "Eta",
     "JobRequest",
     "JobService",
     "QueueView",
@@ -45,6 +50,7 @@ class JobService:
         self.remote = RemoteIntake(self.intake)
         self.control = JobControl(db, storage)
         self.queries = JobQueries(db, settings.free_daily_jobs)
+        self.eta = Estimates(db, settings.eta_sample_jobs, settings.eta_cache_seconds)
 
     def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload]) -> Job:
         job = self.intake.create(token, req, uploads)
@@ -55,6 +61,33 @@ class JobService:
         remote = self.remote.create(token, req, url, remote_type)
         self.notify()
         return remote
+
+    def own_source(self, token: str | None, source_hash: str, source: str) -> StoredSource:
+        """File `source` (sources.py's names) of the caller's own job `source_hash`; another user's job, or one
+        made without an account, is "not found" (a hash alone proves nothing)."""
+        user = self.intake.caller_readonly(token)
+        job = self.queries.job(source_hash)
+        if user is None or job is None or job.user_id != user.id:
+            raise ServiceError("That separation was not found among yours.", status=404)
+        return stored_source(job, source)
+
+    def create_from_stored(self, token: str | None, req: JobRequest, source_hash: str, source: str) -> Job:
+        """A new job whose input is a file this server already stores: the input or an output (`source`, as
+        sources.py names them) of the caller's own job `source_hash`. Nothing is uploaded again; the rules, price
+        and limits are create's, applied to a copy of the stored file. Another user's job is "not found"."""
+        stored = self.own_source(token, source_hash, source)
+        storage = self.intake.storage
+        scratch = storage.scratch_dir()
+        try:
+            copy = scratch / safe_filename(stored.filename)
+            try:
+                with storage.local_file(stored.key) as path:
+                    shutil.copyfile(path, copy)
+            except StoredFileMissing:
+                raise ServiceError("The files of this separation have expired.", status=404) from None
+            return self.create(token, req, {"audiofile": Upload(copy, stored.filename)})
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def finish_remote(self, remote_id: int, upload: Upload) -> Job:
         job = self.remote.finish(remote_id, upload)

@@ -76,8 +76,11 @@ function idle() {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const file = fileInput.files && fileInput.files[0];
-  if (!file) return say("Choose an audio file to separate.", true);
-  const problem = problemWith(file);
+  const stored = form.querySelector("input[name=from_hash]"); // a stored file: nothing to upload
+  const link = /** @type {HTMLInputElement | null} */ (document.getElementById("url"));
+  const url = link && !link.disabled ? link.value.trim() : "";
+  if (!file && !stored && !url) return say("Choose an audio file to separate, or give a link.", true);
+  const problem = file && !stored && !url ? problemWith(file) : null;
   if (problem) return say(problem, true);
   const xhr = new XMLHttpRequest();
   request = xhr;
@@ -98,7 +101,7 @@ form.addEventListener("submit", (event) => {
       body = null;
     }
     if (xhr.status === 200 && body && body.success) {
-      say("Uploaded. Opening the job…");
+      say(url && !file ? "Sent. Opening the download…" : "Uploaded. Opening the job…");
       window.location.assign(body.data.link);
       return;
     }

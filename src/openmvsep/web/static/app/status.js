@@ -15,15 +15,54 @@ function show(html) {
   const state = box.querySelector("[data-status]");
   const status = state ? state.getAttribute("data-status") : null;
   if (job && status) job.dataset.status = status;
+  if (status === "done" || status === "failed") announce(status);
   if (status === "done") {
     document.title = "Done · " + document.title.replace(/^Done · /, "");
     window.location.reload();
   }
+  tick();
   if (status && status !== "waiting") {
     const cancelForm = document.getElementById("cancel-form");
     if (cancelForm) cancelForm.remove();
   }
   return status;
+}
+
+/** The elapsed time, counted here every second from the job's creation (the fragment carries `data-since`). */
+function tick() {
+  const since = box && box.querySelector("[data-since]");
+  if (!since) return;
+  const seconds = Math.max(0, Math.floor(Date.now() / 1000 - Number(since.getAttribute("data-since"))));
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = String(seconds % 60).padStart(2, "0");
+  since.textContent = h ? `${h} h ${m} min` : `${m}:${s}`;
+}
+setInterval(tick, 1000);
+
+/** A system notification when the job ends, if the visitor allowed them (the title changes in any case).
+ * @param {string} status */
+function announce(status) {
+  document.title = (status === "done" ? "Done · " : "Failed · ") + document.title.replace(/^(Done|Failed) · /, "");
+  if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
+  const text = status === "done" ? "The separation is done." : "The separation failed.";
+  try {
+    new Notification(text, { body: document.title, tag: job ? job.dataset.hash : undefined });
+  } catch (_) {
+    // some browsers allow notifications only from a service worker: the title says it
+  }
+}
+
+const notify = /** @type {HTMLButtonElement | null} */ (document.getElementById("notify"));
+if (notify && "Notification" in window && Notification.permission === "default") {
+  notify.hidden = false;
+  notify.addEventListener("click", () => {
+    Notification.requestPermission().then((answer) => {
+      notify.hidden = true;
+      const note = document.getElementById("notify-note");
+      if (note) note.textContent = answer === "granted" ? "You will be notified when it ends." : "";
+    });
+  });
 }
 
 function poll() {
