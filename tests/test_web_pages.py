@@ -426,3 +426,40 @@ def test_an_unknown_result_is_a_page_not_json(site):
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
     assert "does not exist" in r.text
     assert site.client.get("/web/jobs/nothing/all.zip").status_code == 404
+
+
+def api_token_of(h: Harness) -> str:
+    with h.ctx.db.reader() as s:
+        return s.query(User).one().api_token
+
+
+def test_a_file_that_is_not_audio_is_refused_with_a_plain_message_and_creates_nothing(site):
+    csrf = register(site)
+    r = site.client.post(
+        "/web/separate",
+        data={"sep_type": "55", "add_opt1": "dsp", "output_format": "1"},
+        files={"audiofile": ("notes.txt", b"this is not audio at all\n" * 40, "text/plain")},
+        headers={"X-CSRF-Token": csrf, "Accept": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["success"] is False
+    assert "audio" in r.json()["data"]["message"].lower()
+    with site.ctx.db.reader() as s:
+        assert s.query(User).one().credits == site.settings.new_user_credits  # nothing charged
+    assert site.ctx.jobs.queries.history(api_token_of(site), 0, 10) == []
+
+
+def test_an_expired_session_is_logged_out_and_its_forms_change_nothing(tmp_path):
+    import time
+
+    h = Harness(make_settings(tmp_path, web_session_hours=1 / 3600), pages=True)  # a one-second session
+    try:
+        csrf = register(h)
+        assert "/account" in h.client.get("/").text  # logged in
+        time.sleep(2.1)
+        page = h.client.get("/").text
+        assert "/account" not in page and "/login" in page  # the cookie is past its age: logged out
+        r = create(h, csrf)
+        assert r["status"] in (401, 403) and r["success"] is False and r["data"]["message"]
+        assert h.ctx.jobs.queries.history(api_token_of(h), 0, 10) == []
+    finally:
+        h.close()
