@@ -10,7 +10,7 @@ becomes runnable as soon as its weights are present.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -357,6 +357,39 @@ def all_stems_recipe(sep_type: int, model: str, names: Sequence[str], model_name
     )
 
 
+def mega_stem_recipe(sep_type: int, stem: str, name: str, model_key: str = "") -> Recipe:
+    """One of MVSep's single-instrument separators, run by a labelled public substitute: the stem `stem` of the
+    Mega 53-stem model (MVSep's output `name`) and the input minus it ("other").
+
+    Its registry label is `SEP_TYPE:MODEL_KEY` (`model_key`: the model_type key it stands in for; "" where the
+    sep_type has no model field). Only that stem's mask head runs (`active_stem_ids`), through a view of the
+    cached model: the trunk is shared, the cached model itself is untouched for the other requests. The options
+    that take the instrument from another stem first ("Extract from the wind part") and "include results of
+    independent models" are not offered: only their plain keys are."""
+    label = f"{sep_type}:{model_key}"
+
+    def run(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, runtime: Runtime):
+        mix = inputs["audiofile"]
+        target = _separate(runtime, _single_stem(_load(runtime, label), stem), mix)[stem]
+        return {name: target, "other": mix - target}, rate
+
+    def runnable(runtime: Runtime) -> Mapping[str, Collection[str]] | None:
+        if not runtime.can_serve(label):
+            return None
+        spec: dict[str, Collection[str]] = {"add_opt1": [model_key]} if model_key else {}
+        return {**PLAIN_KEYS.get(sep_type, {}), **spec}
+
+    return Recipe(sep_type, run, runnable=runnable, sample_rate=MODEL_RATE, stems=lambda _choice: [name, "other"])
+
+
+def _single_stem(loaded: LoadedModel, stem: str) -> LoadedModel:
+    """A view of a multi-stem model that computes one stem (its mask head alone where the family allows it);
+    the model object is shared, the LoadedModel in the cache is not changed."""
+    if stem not in loaded.stems:
+        raise ValueError(f"the model gives {sorted(loaded.stems)}, not {stem!r}")
+    return replace(loaded, stems=[stem], target=stem)
+
+
 def karaoke_recipe(sep_type: int, extract_first: ExtractFirst) -> Recipe:
     """MVSep Karaoke: the lead vocals (the karaoke model's target, or its first stem) and everything else. With
     "extract vocals first" the karaoke model runs on the vocals a vocal model extracts, which also gives the back
@@ -584,11 +617,89 @@ PLAIN_EXTRACTION = {"add_opt2": ("0",), "add_opt3": ("0",)}
 VOCALS_FIRST = ExtractFirst("add_opt2", "extract_type", key="1", plain=("0",))
 
 
+# MVSep's single-instrument separators that the Mega 53-stem model stands in for (labelled substitutes: MVSep's own
+# models are private). sep_type -> (the Mega stem, MVSep's name of that output). The output names are the catalog's
+# `output_stems`; 52 "Bowed Strings" is the Mega's 'bowed_strings' head (its 'strings' is MVSep's 126 output of that
+# name). 102 "Plucked Strings" has no Mega stem and is not served.
+MEGA_SUBSTITUTES: dict[int, tuple[str, str]] = {
+    52: ("bowed_strings", "strings"),
+    **{
+        sep_type: (stem, stem)
+        for sep_type, stem in {
+            54: "wind",
+            58: "organ",
+            61: "saxophone",
+            65: "violin",
+            66: "acoustic-guitar",
+            67: "flute",
+            69: "viola",
+            70: "cello",
+            71: "trumpet",
+            72: "harp",
+            73: "double-bass",
+            74: "mandolin",
+            75: "trombone",
+            76: "tambourine",
+            77: "oboe",
+            78: "clarinet",
+            79: "digital-piano",
+            81: "electric-guitar",
+            82: "french-horn",
+            83: "banjo",
+            84: "marimba",
+            85: "glockenspiel",
+            86: "timpani",
+            87: "harmonica",
+            88: "synth",
+            89: "triangle",
+            90: "sitar",
+            91: "harpsichord",
+            92: "tuba",
+            93: "bassoon",
+            94: "congas",
+            95: "bells",
+            96: "ukulele",
+            97: "dobro",
+            98: "wind-chimes",
+            99: "accordion",
+            105: "percussion",
+            106: "keys",
+            107: "brass",
+            108: "woodwind",
+        }.items()  # fmt: skip
+    },
+}
+# Of those with a model field, the key the substitute stands in for: MVSep's default (its best model).
+MEGA_MODEL_KEYS = {52: "1", 54: "3", 58: "3", 61: "3", 67: "1"}
+# Their other fields, limited to the plain keys: "extract directly from the mixture" (taking the instrument from
+# another stem first is not implemented) and 54's "standard set" (no results of independent models).
+PLAIN_KEYS: dict[int, dict[str, Collection[str]]] = {
+    **{s: {"add_opt2": ("0",)} for s in (52, 66, 67, 69, 70, 71, 73, 75, 77, 78, 79, 81, 82, 87)},
+    54: {"add_opt2": ("0",), "add_opt3": ("0",)},
+    **{s: {"add_opt1": ("0",)} for s in (88, 107, 108)},
+}
+
+
+def mega_substitute_note(sep_type: int) -> str | None:
+    """What a job of this sep_type ran, for its `get` answer: None unless the Mega model stands in for MVSep's."""
+    if sep_type not in MEGA_SUBSTITUTES:
+        return None
+    stem = MEGA_SUBSTITUTES[sep_type][0]
+    return (
+        f"Ran on this server with a public substitute for MVSep's model: the '{stem}' stem of the MVSep Mega 53-stem "
+        "BS-RoFormer v1 (MSST release v1.0.21). MVSep's own model for this algorithm is not public."
+    )
+
+
 def _phantom_centre_keys(runtime: Runtime) -> Mapping[str, Collection[str]]:
     return {"add_opt1": [DSP_CENTRE_KEY, *_model_keys(55)(runtime)["add_opt1"]]}
 
 
 RECIPES: dict[int, Recipe] = {
+    **{
+        sep_type: mega_stem_recipe(sep_type, stem, name, MEGA_MODEL_KEYS.get(sep_type, ""))
+        for sep_type, (stem, name) in MEGA_SUBSTITUTES.items()
+    },
     55: Recipe(
         55,
         _phantom_centre_or_model,

@@ -64,7 +64,16 @@ class Runtime:
             raise ModelUnavailable(f"the model {entry.name} cannot be loaded: {e}") from e
 
     def load(self, entry: WeightEntry) -> LoadedModel:
-        return self.cache.get(entry.name, lambda: self._load(entry))
+        return self.cache.get(self._cache_key(entry), lambda: self._load(entry))
+
+    @staticmethod
+    def _cache_key(entry: WeightEntry) -> tuple:
+        """Entries naming the same file with the same config are one model (the Mega 53-stem serves 126 and, as a
+        labelled substitute, the single-instrument sep_types): it is loaded and kept once. A bag, whose members
+        are its files, stays keyed by its name."""
+        if entry.model_type == DEMUCS_BAG:
+            return (DEMUCS_BAG, entry.name)
+        return (entry.model_type, str(entry.config), entry.filename, entry.sha256)
 
     def _load(self, entry: WeightEntry) -> LoadedModel:
         from openmvsep.engine.checkpoints import CheckpointError

@@ -6,6 +6,7 @@ from math import floor
 from typing import Any
 from urllib.parse import urlsplit
 
+from openmvsep.algorithms.recipes import mega_substitute_note
 from openmvsep.engine.audio import FORMATS
 from openmvsep.engine.documents import DOCUMENT_KINDS
 from openmvsep.presenters.links import Links
@@ -129,21 +130,24 @@ class JobPresenter:
         return {name: {"requested": s["requested"], "used": s["used"]} for name, s in job.substitutions.items()}
 
     def _description(self, job: Any) -> str:
-        """The catalog's description; when a substitute ran, it first names the model that did."""
+        """The catalog's description; when a substitute ran, it first names the model that did (an option served in
+        place of the one asked for, or a public model standing in for MVSep's private one)."""
         algo = self.catalog.get(job.sep_type)
         if algo is None:
             return ""
-        if not job.substitutions:
-            return algo.description
         ran = []
-        for name, swap in job.substitutions.items():
+        for name, swap in (job.substitutions or {}).items():
             f = algo.field(name)
             if f is None:
                 continue
             used = f.options.get(swap["used"], swap["used"])
             asked = f.options.get(swap["requested"], swap["requested"])
             ran.append(f"{f.text or f.server_key}: {used} (instead of {asked}, which this server cannot run)")
-        return "Ran on this server with " + "; ".join(ran) + ".\n\n" + algo.description
+        notes = ["Ran on this server with " + "; ".join(ran) + "."] if ran else []
+        stand_in = mega_substitute_note(job.sep_type)  # whatever option was asked, its recipe runs the stand-in
+        if stand_in is not None:
+            notes.append(stand_in)
+        return "\n\n".join([*notes, algo.description])
 
     def remote_status(self, state: tuple[RemoteJob, int, int] | None) -> dict:
         """The `get-remote` body for RemoteIntake.state."""

@@ -94,7 +94,10 @@ def measure(runtime: Runtime, algorithms: Iterable[Algorithm] | None = None) -> 
         shown = model or next((f.name for f in algorithm.fields if not f.is_text), None)
         keys = tuple(now.available_keys(sep_type, shown)) if shown else ()
         if now.is_available(sep_type):
-            only_substitutes = model is not None and bool(keys) and all(is_substitute(here, sep_type, k) for k in keys)
+            if model is not None:
+                only_substitutes = bool(keys) and all(is_substitute(here, sep_type, k) for k in keys)
+            else:  # no model field: the one model is the one serving `SEP_TYPE:`
+                only_substitutes = is_substitute(here, sep_type, "")
             group = "substitute" if only_substitutes else "exact"
         elif later.is_available(sep_type):
             group = "download"
