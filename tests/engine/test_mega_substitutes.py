@@ -82,6 +82,9 @@ def test_every_instrument_sep_type_is_a_labelled_substitute_in_the_coverage(tmp_
     assert {s: by[s] for s in MEGA_SUBSTITUTES} == dict.fromkeys(MEGA_SUBSTITUTES, "substitute")
     assert by[126] == "exact"
     assert report["totals"]["substitute"]["sep_types"] >= 40
+    # Issue 12's bar for the exact public models: at least 24 sep_types and 70 % of MVSep's usage.
+    assert report["totals"]["exact"]["sep_types"] >= 24
+    assert report["totals"]["exact"]["usage_share"] >= 0.70
 
 
 def test_one_model_serves_every_stem_without_changing_the_cached_one(tmp_path):
