@@ -89,6 +89,23 @@ def test_errors_print_the_servers_message_and_exit_1(tmp_path):
             timeout=60,
         )
         assert missing.returncode == 1 and "not found" in missing.stderr.lower()
+        cli = [str(BIN / "openmvsep"), "client"]
+        with MVSepClient(server.url) as mv:
+            catalogue = mv.algorithms()
+        runnable = {a.render_id for a in catalogue if a.raw.get("is_available")}
+        assert 55 in runnable and len(runnable) < len(catalogue)
+        listed = subprocess.run(
+            [*cli, "algorithms", "--runnable", "--server", server.url], capture_output=True, text=True, timeout=60
+        )
+        assert listed.returncode == 0, listed.stderr
+        first_column = {line.split()[1] for line in listed.stdout.splitlines() if line[:1] == "│"}
+        assert {str(n) for n in runnable} <= first_column
+        assert not first_column & {str(a.render_id) for a in catalogue if a.render_id not in runnable}
+        board = subprocess.run(
+            [*cli, "qc-leaderboard", "--server", server.url], capture_output=True, text=True, timeout=60
+        )
+        assert board.returncode == 0 and "algorithm" in board.stdout, board.stderr
+
         absent = subprocess.run(
             _separate(server, token, str(tmp_path / "absent.wav"), "--sep-type", "55"), capture_output=True, text=True
         )

@@ -246,3 +246,16 @@ def test_wait_stops_on_a_status_outside_the_contract(server):
         pytest.raises(MVSepError, match="unexpected status 'converting'"),
     ):
         mv.wait("h")
+
+
+def test_a_create_with_an_idempotency_key_is_retried_on_5xx_with_the_same_key(server):
+    url, script = server
+    script.on(
+        "/api/separation/create",
+        json_answer(502, {"message": "Bad Gateway"}),
+        json_answer(200, {"success": True, "data": {"hash": "h2", "link": "l"}}),
+    )
+    with MVSepClient(url, token="tok", retry=FAST) as mv:
+        assert mv.create(b"audio", sep_type=55, idempotency_key="k-123").hash == "h2"
+    keys = [headers.get("Idempotency-Key") for _, _, headers, _ in script.requests("/api/separation/create")]
+    assert keys == ["k-123", "k-123"]

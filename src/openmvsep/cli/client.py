@@ -8,6 +8,7 @@ printed), 2 bad arguments.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -86,10 +87,15 @@ def separate(
                 continue
             try:
                 if not record.get("hash"):
-                    out.print(f"{source.name}: uploading")
-                    job = mv.create(source, sep_type, **options)
-                    record = {"request": request, "hash": job.hash}
+                    # The key is written down before the upload: a run stopped after the server took the job but
+                    # before its hash was recorded sends the same key again, and a server that honours it answers
+                    # with that job instead of a second one.
+                    record = {"request": request, "idempotency_key": record.get("idempotency_key") or uuid.uuid4().hex}
                     dest.mkdir(parents=True, exist_ok=True)
+                    record_path.write_text(json.dumps(record))
+                    out.print(f"{source.name}: uploading")
+                    job = mv.create(source, sep_type, idempotency_key=record["idempotency_key"], **options)
+                    record["hash"] = job.hash
                     record_path.write_text(json.dumps(record))
                 last = [""]
 
@@ -115,6 +121,7 @@ def separate(
 @client_app.command()
 def algorithms(
     search: Optional[str] = typer.Option(None, help="Only names containing this text"),
+    runnable: bool = typer.Option(False, "--runnable", help="Only what the server can run now (openmvsep says so)"),
     server: str = SERVER,
     token: Optional[str] = TOKEN,
 ) -> None:
@@ -127,6 +134,9 @@ def algorithms(
     table = Table("sep_type", "name", "options")
     for algo in sorted(found, key=lambda a: a.render_id):
         if search and search.lower() not in algo.name.lower():
+            continue
+        # openmvsep adds `is_available`; a server without it (mvsep.com) runs every active algorithm
+        if runnable and not algo.raw.get("is_available", algo.is_active):
             continue
         opts = "; ".join(f"{f.name}: {', '.join(list(f.options)[:8])}" for f in algo.fields if f.options)
         table.add_row(str(algo.render_id), algo.name, opts)
@@ -170,3 +180,23 @@ def cancel(hash_value: str = typer.Argument(..., metavar="HASH"), server: str = 
     except MVSepError as exc:
         raise _fail(exc) from exc
     out.print(answer.message or "cancelled")
+
+
+@client_app.command("qc-leaderboard")
+def qc_leaderboard(
+    dataset_type: int = typer.Option(0, help="The dataset"),
+    sort: Optional[str] = typer.Option(None, help="A metric to sort by (the server lists them)"),
+    limit: int = typer.Option(20, min=1, max=20),
+    server: str = SERVER,
+) -> None:
+    """The Quality Checker's leaderboard."""
+    try:
+        with MVSepClient(server) as mv:
+            board = mv.qc_leaderboard(dataset_type, sort=sort, limit=limit)
+    except MVSepError as exc:
+        raise _fail(exc) from exc
+    metrics = board.sortables or sorted({k for e in board.entries for k in e.metrics})
+    table = Table("id", "algorithm", *metrics)
+    for entry in board.entries:
+        table.add_row(str(entry.id), entry.algo_name or "", *(str(entry.metrics.get(m, "")) for m in metrics))
+    out.print(table)

@@ -35,6 +35,7 @@ class Call(Generic[T]):
     # Idempotent calls are retried on 5xx and broken connections too; others only on 429, which MVSep answers before
     # doing anything. Creating twice would make two jobs and two charges.
     idempotent: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
     # Calls whose answer is a bare JSON array or object with no `success` key (algorithms, news, demo, queue).
     bare: bool = False
 
@@ -114,7 +115,9 @@ def should_retry(call: Call[Any], response: httpx.Response | None) -> bool:
     """`response` None means the connection broke before an answer."""
     if response is not None and response.status_code == 429:
         return True
-    if not call.idempotent:
+    # A create that carries an Idempotency-Key may be sent again: a server that honours the key answers the first
+    # job instead of making a second one (and one that ignores the header is the caller's informed choice).
+    if not (call.idempotent or "Idempotency-Key" in call.headers):
         return False
     return response is None or response.status_code >= 500
 
@@ -137,6 +140,7 @@ def create(
     is_demo: bool | None = None,
     webhook_url: str | None = None,
     extra_files: dict[str, Upload] | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[models.CreatedJob]:
     data = _clean(
         {
@@ -156,7 +160,8 @@ def create(
     files: dict[str, Upload] = dict(extra_files or {})
     if audiofile is not None:
         files["audiofile"] = audiofile
-    return Call("POST", "/api/separation/create", models.CreatedJob.from_json, data=data, files=files)
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return Call("POST", "/api/separation/create", models.CreatedJob.from_json, data=data, files=files, headers=headers)
 
 
 def get(hash_value: str, token: str | None = None) -> Call[models.JobStatus]:

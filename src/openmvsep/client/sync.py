@@ -74,6 +74,7 @@ class MVSepClient:
                     params=call.params or None,
                     data=call.data or None,
                     files=files or None,
+                    headers=call.headers or None,
                 )
             except httpx.TransportError as exc:
                 if not calls.should_retry(call, None) or attempt + 1 == self.retry.attempts:
@@ -101,7 +102,8 @@ class MVSepClient:
     # ---- separations ---------------------------------------------------------------------------------------
 
     def create(self, audiofile: Upload | None, sep_type: int, **options: Any) -> models.CreatedJob:
-        """Start a separation. `options`: add_opt1…4, output_format, is_demo, url, remote_type, webhook_url."""
+        """Start a separation. `options`: add_opt1…4, output_format, is_demo, url, remote_type, webhook_url, and
+        idempotency_key: with one, a 5xx or a broken connection is retried too (the server answers the first job)."""
         job = self.call(calls.create(self._token(), sep_type, audiofile, **options))
         if not job.hash:
             raise MVSepError("the server accepted the job but sent no hash", body=job.raw)
