@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from openmvsep.bootstrap import Services
+from openmvsep.cli.client import client_app
 from openmvsep.cli.common import err, open_services, settings_with
 from openmvsep.cli.quality import qc_app
 from openmvsep.settings import Settings
@@ -26,6 +27,7 @@ app.add_typer(news_app, name="news")
 models_app = typer.Typer(help="Model weights: the registry and the local cache.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(qc_app, name="qc")
+app.add_typer(client_app, name="client")
 
 
 @app.command()

@@ -1,0 +1,243 @@
+"""`MVSepClient`: the blocking client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from . import calls, models, transfer
+from .calls import Call, RetryPolicy, Upload
+from .errors import DownloadError, JobFailed, MVSepError, RateLimited
+
+T = TypeVar("T")
+DEFAULT_BASE_URL = "https://mvsep.com"
+USER_AGENT = "openmvsep-client"
+
+
+def base_url_of(url: str) -> str:
+    """Accept both `https://host` and `https://host/api` (MVSep's docs show either)."""
+    url = url.rstrip("/")
+    return url[: -len("/api")] if url.endswith("/api") else url
+
+
+class MVSepClient:
+    """A client for any server that speaks MVSep's API (mvsep.com or openmvsep).
+
+    >>> with MVSepClient("https://mvsep.com", token="…") as mv:
+    ...     job = mv.create("song.flac", sep_type=40, add_opt1="81", output_format=2)
+    ...     done = mv.wait(job.hash, on_progress=print)
+    ...     mv.download_all(done, Path("stems"))
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        http: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.base_url = base_url_of(base_url)
+        self.token = token
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._own_http = http is None
+        self._http = http or httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=True)
+
+    def __enter__(self) -> MVSepClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_http:
+            self._http.close()
+
+    # ---- sending -------------------------------------------------------------------------------------------
+
+    def call(self, call: Call[T]) -> T:
+        """Send one call, retrying per the policy, and parse its answer."""
+        last: httpx.Response | None = None
+        for attempt in range(self.retry.attempts):
+            files, handles = calls.open_files(call)
+            try:
+                last = self._http.request(
+                    call.method,
+                    self.base_url + call.path,
+                    params=call.params or None,
+                    data=call.data or None,
+                    files=files or None,
+                    headers=call.headers or None,
+                )
+            except httpx.TransportError as exc:
+                if not calls.should_retry(call, None) or attempt + 1 == self.retry.attempts:
+                    raise MVSepError(f"{call.path}: {exc.__class__.__name__}: {exc}") from exc
+                last = None
+                self._sleep(self.retry.delay(attempt, None))
+                continue
+            finally:
+                for handle in handles:
+                    handle.close()
+            if calls.should_retry(call, last) and attempt + 1 < self.retry.attempts:
+                self._sleep(self.retry.delay(attempt, last))
+                continue
+            break
+        assert last is not None
+        if last.status_code == 429:
+            raise RateLimited(calls.read_error_text(last, call), status_code=429, body=last.text)
+        return call.parse(calls.read_answer(last, call))
+
+    def _token(self) -> str:
+        if not self.token:
+            raise MVSepError("this call needs an API token (token=…)")
+        return self.token
+
+    # ---- separations ---------------------------------------------------------------------------------------
+
+    def create(self, audiofile: Upload | None, sep_type: int, **options: Any) -> models.CreatedJob:
+        """Start a separation. `options`: add_opt1…4, output_format, is_demo, url, remote_type, webhook_url, and
+        idempotency_key: with one, a 5xx or a broken connection is retried too (the server answers the first job)."""
+        job = self.call(calls.create(self._token(), sep_type, audiofile, **options))
+        if not job.hash:
+            raise MVSepError("the server accepted the job but sent no hash", body=job.raw)
+        return job
+
+    def get(self, hash_value: str) -> models.JobStatus:
+        return self.call(calls.get(hash_value, self.token))
+
+    def get_remote(self, hash_value: str) -> models.RemoteStatus:
+        return self.call(calls.get_remote(hash_value))
+
+    def cancel(self, hash_value: str) -> models.Message:
+        return self.call(calls.cancel(self._token(), hash_value))
+
+    def delete(self, hash_value: str) -> models.Message:
+        return self.call(calls.delete(self._token(), hash_value))
+
+    def wait(
+        self,
+        hash_value: str,
+        *,
+        on_progress: Callable[[models.JobStatus], None] | None = None,
+        poll_interval: float = 5.0,
+        timeout: float | None = None,
+    ) -> models.JobStatus:
+        """Poll until done (returned) or failed (JobFailed), calling `on_progress` with every answer."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.get(hash_value)
+            if on_progress is not None:
+                on_progress(status)
+            if status.done:
+                return status
+            if status.status == "failed":
+                raise JobFailed(status.message or f"separation {hash_value} failed", body=status.raw)
+            if not status.active:
+                raise MVSepError(f"separation {hash_value}: unexpected status {status.status!r}", body=status.raw)
+            if deadline is not None and time.monotonic() + poll_interval > deadline:
+                raise TimeoutError(f"separation {hash_value} still {status.status} after {timeout} s")
+            self._sleep(poll_interval)
+
+    # ---- downloads -----------------------------------------------------------------------------------------
+
+    def download(self, file: models.OutputFile | str, dest: Path) -> Path:
+        """Download one file into the folder `dest` (or to the path `dest`), resuming a `.part` left by a cut."""
+        target = transfer.target_for(file, Path(dest))
+        if target.complete():
+            return target.path
+        target.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(self.retry.attempts):
+            have = target.have()
+            try:
+                with self._http.stream("GET", target.url, headers=target.request_headers()) as response:
+                    total = transfer.total_size(response, have)
+                    if response.status_code == 416:  # nothing after what we have: whole, or a stale .part
+                        if total != have:
+                            target.part.unlink(missing_ok=True)
+                            continue
+                    elif response.status_code >= 400:
+                        response.read()
+                        if calls.should_retry(calls.DOWNLOAD, response) and attempt + 1 < self.retry.attempts:
+                            self._sleep(self.retry.delay(attempt, response))
+                            continue
+                        raise MVSepError(
+                            calls.read_error_text(response, calls.DOWNLOAD), status_code=response.status_code
+                        )
+                    else:
+                        with open(target.part, "ab" if transfer.resumes(response, have) else "wb") as out:
+                            for chunk in response.iter_bytes():
+                                out.write(chunk)
+            except httpx.TransportError:
+                if attempt + 1 == self.retry.attempts:
+                    break
+                self._sleep(self.retry.delay(attempt, None))
+                continue
+            if transfer.finish(target, total):
+                return target.path
+        raise DownloadError(f"{target.url}: incomplete after {self.retry.attempts} attempts ({target.have()} bytes)")
+
+    def download_all(self, job: models.JobStatus, dest: Path) -> list[Path]:
+        """Every output file of a done job into the folder `dest`; files already there are skipped."""
+        if not job.done:
+            raise MVSepError(f"separation {job.hash} is {job.status}, not done")
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        return [self.download(f, Path(dest)) for f in job.files]
+
+    # ---- account and catalogue -----------------------------------------------------------------------------
+
+    def algorithms(self, scopes: str | None = None) -> list[models.Algorithm]:
+        return self.call(calls.algorithms(scopes, self.token))
+
+    def user(self) -> models.User:
+        return self.call(calls.user(self._token()))
+
+    def history(self, start: int | None = None, limit: int | None = None) -> list[models.HistoryItem]:
+        return self.call(calls.history(self._token(), start, limit))
+
+    def queue(self) -> models.QueueInfo:
+        return self.call(calls.queue(self.token))
+
+    def news(
+        self, lang: str | None = None, start: int | None = None, limit: int | None = None
+    ) -> list[models.NewsItem]:
+        return self.call(calls.news(lang, start, limit))
+
+    def demo(self, start: int | None = None, limit: int | None = None) -> list[models.DemoItem]:
+        return self.call(calls.demo(start, limit))
+
+    def toggle(self, name: str) -> models.Message:
+        return self.call(calls.toggle(self._token(), name))
+
+    def login(self, email: str, password: str) -> models.User:
+        """Log in; the client keeps the account's API token when the server gives one."""
+        account = self.call(calls.login(email, password))
+        if account.api_token:
+            self.token = account.api_token
+        return account
+
+    def register(self, name: str, email: str, password: str) -> models.Message:
+        return self.call(calls.register(name, email, password))
+
+    # ---- Quality Checker -----------------------------------------------------------------------------------
+
+    def qc_queue(self, start: int | None = None, limit: int | None = None) -> list[models.QcEntry]:
+        return self.call(calls.qc_queue(start, limit))
+
+    def qc_leaderboard(self, dataset_type: int | None = None, **filters: Any) -> models.QcLeaderboard:
+        return self.call(calls.qc_leaderboard(dataset_type, **filters))
+
+    def qc_entry(self, entry_id: int) -> models.QcEntry:
+        return self.call(calls.qc_entry(entry_id))
+
+    def qc_add(self, zipfile: Upload, algo_name: str, main_text: str, password: str, **options: Any) -> models.QcAdded:
+        return self.call(calls.qc_add(self._token(), zipfile, algo_name, main_text, password, **options))
+
+    def qc_delete(self, entry_id: int, password: str) -> models.Message:
+        return self.call(calls.qc_delete(entry_id, password, self.token))
