@@ -18,11 +18,11 @@ from openmvsep.quality.synth import synthesize_dataset
 from openmvsep.service.errors import InvalidToken
 from openmvsep.store.models import Job, QcEntry, User
 from openmvsep.web.quality_plot import nice_ticks, per_track_plot
+from webpage import register
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
 from processes import postgres_database
 
-PASSWORD = "correct horse 1"
 TRACKS, SECONDS = 3, 1.0
 
 
@@ -40,28 +40,6 @@ def site(tmp_path, dataset_dir):
     h.ctx.quality.register_dataset(dataset_dir)
     yield h
     h.close()
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-def register(h: Harness, email: str = "ann@example.com") -> str:
-    """Register and stay logged in; the CSRF token of the logged-in session."""
-    token = csrf_of(h.client.get("/register").text)
-    r = h.client.post(
-        "/register",
-        data={
-            "csrf_token": token,
-            "name": "Ann",
-            "email": email,
-            "password": PASSWORD,
-            "password_confirmation": PASSWORD,
-        },
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    return csrf_of(h.client.get("/").text)
 
 
 def api_token(h: Harness, email: str = "ann@example.com") -> str:

@@ -24,6 +24,7 @@ from openmvsep.cli import app as cli_app
 from openmvsep.service import lifecycle
 from openmvsep.service.errors import InvalidToken, NotFound, ServiceError, ValidationFailed
 from openmvsep.store.models import CreditEntry, User
+from webpage import csrf_of
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
 from processes import postgres_database
@@ -45,10 +46,6 @@ def site(tmp_path):
     h = Harness(make_settings(tmp_path, admin_users_per_page=2, weights_recheck_seconds=0), pages=True)
     yield h
     h.close()
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def make_admin(h: Harness, email: str = "boss@example.com") -> str:

@@ -20,12 +20,12 @@ import openmvsep.web
 from openmvsep.service.catalog import Catalog
 from openmvsep.store.models import User
 from openmvsep.web import picker
+from webpage import PASSWORD, csrf_of, register
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
 
 WEB = Path(openmvsep.web.__file__).parent
 MANIFEST = json.loads((WEB / "static" / "vendor" / "MANIFEST.json").read_text("utf-8"))["files"]
-PASSWORD = "correct horse 1"
 NAV = ["/", "/demo", "/news", "/quality_checker/", "/algorithms", "/api"]
 
 
@@ -34,28 +34,6 @@ def site(tmp_path):
     h = Harness(make_settings(tmp_path, web_events_poll_seconds=0.05, web_events_max_seconds=1.0), pages=True)
     yield h
     h.close()
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-def register(h: Harness, email: str = "ann@example.com") -> str:
-    """Register and stay logged in; the CSRF token of the logged-in session."""
-    token = csrf_of(h.client.get("/register").text)
-    r = h.client.post(
-        "/register",
-        data={
-            "csrf_token": token,
-            "name": "Ann",
-            "email": email,
-            "password": PASSWORD,
-            "password_confirmation": PASSWORD,
-        },
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    return csrf_of(h.client.get("/").text)
 
 
 def create(h: Harness, csrf: str, seconds: float = 2.0, **fields) -> dict:

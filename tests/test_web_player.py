@@ -19,10 +19,9 @@ from openmvsep.engine.audio.peaks import bucket_count, compute_peaks
 from openmvsep.service.jobs.eta import remaining_seconds
 from openmvsep.store.models import Job
 from openmvsep.store.status import JobStatus
+from webpage import register
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
-
-PASSWORD = "correct horse 1"
 
 
 @pytest.fixture
@@ -30,18 +29,6 @@ def site(tmp_path):
     h = Harness(make_settings(tmp_path, web_peaks_per_second=50.0, web_peaks_max_buckets=400), pages=True)
     yield h
     h.close()
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-def register(h: Harness, email: str = "ann@example.com") -> str:
-    token = csrf_of(h.client.get("/register").text)
-    data = {"csrf_token": token, "name": "Ann", "email": email, "password": PASSWORD, "password_confirmation": PASSWORD}
-    r = h.client.post("/register", data=data, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return csrf_of(h.client.get("/").text)
 
 
 def logout(h: Harness, csrf: str) -> None:

@@ -61,7 +61,7 @@ def _matchering(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, _rt: 
 
 def _load(runtime: Runtime, model: str) -> LoadedModel:
     """`model` is a registry entry name, or a label a registry entry serves: a catalog option ('40:4'), or a bare
-    sep_type ('63') for one whose options do not choose the model."""
+    sep_type ('63:') for one whose options do not choose the model."""
     if model in runtime.registry.entries:
         return runtime.load(runtime.registry.get(model))
     return runtime.model_for(model)
@@ -337,10 +337,12 @@ def ensemble_recipe(sep_type: int, members: Mapping[str, tuple[str, ...]]) -> Re
     )
 
 
-def all_stems_recipe(sep_type: int, model: str, names: Sequence[str], model_names: Mapping[str, str] | None = None):
+def all_stems_recipe(sep_type: int, names: Sequence[str], model_names: Mapping[str, str] | None = None):
     """A sep_type without options whose one model gives every output (63: BS-RoFormer SW, 126: Mega 53-stem): the
-    stems under MVSep's `names`, in that order. `model_names`: MVSep name -> the model's stem where they differ."""
+    stems under MVSep's `names`, in that order. `model_names`: MVSep name -> the model's stem where they differ.
+    The model is the entry serving the label `SEP_TYPE:`, as for every sep_type without options."""
     model_names = model_names or {}
+    model = f"{sep_type}:"
 
     def run(inputs: dict[str, np.ndarray], rate: int, _choice: Choice, runtime: Runtime):
         mix = inputs["audiofile"]
@@ -734,8 +736,8 @@ RECIPES: dict[int, Recipe] = {
     37: drumsep_recipe(
         37, {"0": ("kick", "snare", "cymbals", "toms"), "1": ("kick", "snare", "toms", "hh", "ride", "crash")}
     ),
-    63: all_stems_recipe(63, "63", SW_STEMS),
-    126: all_stems_recipe(126, "126", MEGA_STEMS, {"vocals": "vocal"}),
+    63: all_stems_recipe(63, SW_STEMS),
+    126: all_stems_recipe(126, MEGA_STEMS, {"vocals": "vocal"}),
     29: two_stem_recipe(29, ("piano", "other"), keep="piano"),
     31: two_stem_recipe(31, ("guitar", "other"), keep="guitar"),
     41: two_stem_recipe(41, ("bass", "other"), keep="bass", only=PLAIN_EXTRACTION),
@@ -745,7 +747,7 @@ RECIPES: dict[int, Recipe] = {
     50: two_stem_recipe(
         50,
         ("aspiration", "other"),
-        model="50",
+        model="50:",
         extract_first=ExtractFirst("add_opt1", "model_type", key="1", plain=("0",)),
     ),
     20: multistem_recipe(
