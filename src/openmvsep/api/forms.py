@@ -1,17 +1,14 @@
-"""Reading MVSep's form posts: multipart or urlencoded, tokens in query or form, uploads to scratch files."""
+"""Reading MVSep's form posts: multipart or urlencoded, tokens in query or form (`Upload.receive` copies files)."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from openmvsep.service.errors import ServiceError
-from openmvsep.service.jobs import Upload
 
 
 @dataclass
@@ -47,18 +44,6 @@ async def read_form(request: Request, *, max_fields: int, max_field_bytes: int, 
 def token_of(request: Request, form: Form | None = None) -> str | None:
     token = (form.get("api_token") if form else None) or request.query_params.get("api_token")
     return token.strip() if token else None
-
-
-def save_upload(upload: UploadFile, directory: Path, role: str) -> Upload:
-    """Copy a spooled upload into the storage's scratch area (same filesystem: later moves are renames)."""
-    filename = (upload.filename or "audio").replace("\\", "/").rsplit("/", 1)[-1] or "audio"
-    path = directory / f"{role}.upload"
-    upload.file.seek(0)
-    with open(path, "wb") as out:
-        shutil.copyfileobj(upload.file, out, 1 << 20)
-    if path.stat().st_size == 0:
-        raise ServiceError(f"The uploaded file '{filename}' is empty")
-    return Upload(path, filename[:255])
 
 
 async def close_uploads(form: Form) -> None:

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from openmvsep.api.context import ctx
-from openmvsep.api.forms import close_uploads, read_form, save_upload, token_of
+from openmvsep.api.forms import close_uploads, read_form, token_of
 from openmvsep.api.responses import ok
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.jobs import Upload
 from openmvsep.service.quality import EntryRequest
 
 router = APIRouter(prefix="/api/quality_checker")
@@ -67,7 +68,7 @@ async def add(request: Request):
             ensemble=(form.get("ensemble") or "").strip().lower() in ("1", "true", "yes", "on"),
         )
         scratch = c.storage.scratch_dir()
-        saved = await run_in_threadpool(save_upload, upload, scratch, "zipfile")
+        saved = await run_in_threadpool(Upload.receive, upload.file, upload.filename, scratch, "zipfile")
         created = await run_in_threadpool(c.quality.add, token_of(request, form), req, saved.path)
         link = c.quality.url(f"/api/quality_checker/entry?id={created.id}")
         return ok({"success": True, "data": {"id": created.id, "link": link}})

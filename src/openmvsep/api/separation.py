@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from openmvsep.api.context import ctx
-from openmvsep.api.forms import close_uploads, read_form, save_upload, token_of
+from openmvsep.api.forms import close_uploads, read_form, token_of
 from openmvsep.api.responses import ok
 from openmvsep.service.errors import ServiceError
-from openmvsep.service.jobs import JobRequest, parse_output_format, parse_sep_type
+from openmvsep.service.jobs import JobRequest, Upload, parse_output_format, parse_sep_type
 
 router = APIRouter(prefix="/api/separation")
 
@@ -45,7 +45,7 @@ async def create(request: Request):
         scratch = c.storage.scratch_dir()
         saved = {}
         for role, upload in uploads.items():
-            saved[role] = await run_in_threadpool(save_upload, upload, scratch, role)
+            saved[role] = await run_in_threadpool(Upload.receive, upload.file, upload.filename, scratch, role)
         job = await run_in_threadpool(c.jobs.create, token, req, saved)
         return ok(c.present.created(job))
     finally:

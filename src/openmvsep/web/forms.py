@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
 from openmvsep.service.errors import ServiceError
-from openmvsep.service.jobs import Upload
 from openmvsep.settings import Settings
 from openmvsep.web.session import CSRF_FIELD, CSRF_HEADER, Visit
 
@@ -54,18 +50,6 @@ async def checked_form(request: Request, settings: Settings, visit: Visit, *, ma
 def text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
-
-
-def save_upload(upload: UploadFile, directory: Path, role: str) -> Upload:
-    """Copy a spooled upload into the storage's scratch area, as the API's create does."""
-    filename = (upload.filename or "audio").replace("\\", "/").rsplit("/", 1)[-1] or "audio"
-    path = directory / f"{role}.upload"
-    upload.file.seek(0)
-    with open(path, "wb") as out:
-        shutil.copyfileobj(upload.file, out, 1 << 20)
-    if path.stat().st_size == 0:
-        raise ServiceError(f"The uploaded file '{filename}' is empty")
-    return Upload(path, filename[:255])
 
 
 def local_next(value: str | None, default: str = "/") -> str:

@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from openmvsep.service.errors import NotFound, ServiceError
+from openmvsep.service.jobs import Upload
 from openmvsep.service.naming import human_size
 from openmvsep.service.quality import RANKING_METRICS, EntryRequest
 from openmvsep.web.context import WebContext, web
-from openmvsep.web.forms import checked_form, save_upload, text
+from openmvsep.web.forms import checked_form, text
 from openmvsep.web.quality_plot import per_track_plot
 
 router = APIRouter(include_in_schema=False)
@@ -262,7 +263,7 @@ async def submit(request: Request) -> Response:
             ensemble=text(form, "ensemble") in ("1", "on"),
         )
         scratch = w.storage.scratch_dir()
-        saved = await run_in_threadpool(save_upload, upload, scratch, "zipfile")
+        saved = await run_in_threadpool(Upload.receive, upload.file, upload.filename, scratch, "zipfile")
         created = await run_in_threadpool(w.services.quality.add, visit.token, req, saved.path)
     except ServiceError as e:
         return _refusal(request, e.message, e.status)

@@ -14,11 +14,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from openmvsep.engine.audio import FORMATS
 from openmvsep.errors import UserError
 from openmvsep.service.errors import ServiceError
-from openmvsep.service.jobs import JobRequest, parse_output_format, parse_sep_type
+from openmvsep.service.jobs import JobRequest, Upload, parse_output_format, parse_sep_type
 from openmvsep.service.naming import human_size
 from openmvsep.web import picker
 from openmvsep.web.context import WebContext, web
-from openmvsep.web.forms import checked_form, save_upload, text
+from openmvsep.web.forms import checked_form, text
 
 router = APIRouter(include_in_schema=False)
 
@@ -152,7 +152,7 @@ async def create(request: Request) -> Response:
             scratch = w.storage.scratch_dir()
             saved = {}
             for role, upload in uploads.items():
-                saved[role] = await run_in_threadpool(save_upload, upload, scratch, role)
+                saved[role] = await run_in_threadpool(Upload.receive, upload.file, upload.filename, scratch, role)
             job = await run_in_threadpool(w.jobs.create, visit.token, req, saved)
     except UserError as e:  # ServiceError, or the decoder's AudioError: its message is meant for the user
         return _refusal(request, e.message, getattr(e, "status", 400))

@@ -8,10 +8,12 @@ leaves no row and no file behind.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -43,6 +45,20 @@ class Upload:
 
     path: Path
     filename: str
+
+    @classmethod
+    def receive(cls, stream: BinaryIO, filename: str | None, directory: Path, role: str) -> Upload:
+        """Copy a received file (the API's and the web page's spooled uploads) to `<directory>/<role>.upload` in
+        the storage's scratch area (same filesystem: later moves are renames), keeping only the last part of the
+        name the client gave; an empty file is refused."""
+        name = (filename or "audio").replace("\\", "/").rsplit("/", 1)[-1] or "audio"
+        path = directory / f"{role}.upload"
+        stream.seek(0)
+        with open(path, "wb") as out:
+            shutil.copyfileobj(stream, out, 1 << 20)
+        if path.stat().st_size == 0:
+            raise ServiceError(f"The uploaded file '{name}' is empty")
+        return cls(path, name[:255])
 
 
 @dataclass(frozen=True)
