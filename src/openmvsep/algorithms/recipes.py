@@ -134,6 +134,10 @@ class ExtractFirst:
     def extractor(self, runtime: Runtime) -> str | None:
         return next((option for option in self.extractors if runtime.can_serve(option)), None)
 
+    def runnable_keys(self, runtime: Runtime) -> list[str]:
+        """The field's keys this server can run: the plain ones always, the extracting one with a vocal model."""
+        return [*self.plain, *([self.key] if self.extractor(runtime) is not None else [])]
+
     def split(self, runtime: Runtime, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray, Stems]:
         """(what the recipe's model runs on, the other side, both sides under MVSep's names)."""
         extractor = self.extractor(runtime)
@@ -196,8 +200,7 @@ def two_stem_recipe(
         spec: dict[str, Collection[str]] = {} if model is not None else dict(_model_keys(sep_type)(runtime))
         spec.update(only or {})
         if extract_first:
-            can_extract = extract_first.extractor(runtime) is not None
-            spec[extract_first.field_name] = [*extract_first.plain, *([extract_first.key] if can_extract else [])]
+            spec[extract_first.field_name] = extract_first.runnable_keys(runtime)
         return spec
 
     return Recipe(
@@ -413,10 +416,9 @@ def karaoke_recipe(sep_type: int, extract_first: ExtractFirst) -> Recipe:
         }, rate
 
     def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
-        can_extract = extract_first.extractor(runtime) is not None
         return {
             **_model_keys(sep_type)(runtime),
-            extract_first.field_name: [*extract_first.plain, *([extract_first.key] if can_extract else [])],
+            extract_first.field_name: extract_first.runnable_keys(runtime),
         }
 
     return Recipe(
@@ -455,10 +457,9 @@ def male_female_recipe(sep_type: int, extract_first: ExtractFirst) -> Recipe:
         }, rate
 
     def runnable(runtime: Runtime) -> Mapping[str, Collection[str]]:
-        can_extract = extract_first.extractor(runtime) is not None
         return {
             **_model_keys(sep_type)(runtime),
-            extract_first.field_name: [*extract_first.plain, *([extract_first.key] if can_extract else [])],
+            extract_first.field_name: extract_first.runnable_keys(runtime),
         }
 
     return Recipe(
