@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from openmvsep.store.db import make_engine
-from openmvsep.store.migrate import upgrade
+from openmvsep.store.migrate import alembic_config, upgrade
 
 from processes import postgres_database
 
@@ -85,5 +86,82 @@ def test_quality_entries_keep_their_ids_and_scores_and_ids_never_repeat_after_up
                 {"now": NOW},
             ).scalar_one()
         assert new_id == 6
+    finally:
+        engine.dispose()
+
+
+def test_queued_webhook_events_survive_the_signed_webhooks_upgrade_and_back(database_url):
+    """A database at 0008 with a job's pending webhook event upgrades to head: the event keeps its id and row, and
+    learns its user (from its job) and when it was queued; an event of the new kinds can be written; the way back
+    to 0008 keeps the job's event and drops what the old table cannot hold."""
+    upgrade(database_url, "0008")
+    engine = make_engine(database_url)
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO users (id, name, email, password_hash, api_token, credits, premium_enabled, "
+                "long_filenames_enabled, is_admin, credit_alert_threshold, created_at, updated_at) "
+                "VALUES (7, 'u', 'u@example.com', 'x', 'token', 0, false, false, false, 0, :now, :now)"
+            ),
+            {"now": NOW},
+        )
+        c.execute(
+            text(
+                "INSERT INTO jobs (id, hash, user_id, plan, sep_type, options, output_format, is_demo, long_filenames, "
+                "status, inputs, duration, credits_charged, all_chunks, finished_chunks, webhook_url, files_deleted, "
+                "created_at, updated_at, expires_at) VALUES (3, 'h3', 7, 1, 55, '{}', 0, false, false, 'done', '{}', "
+                "1.0, 0, 1, 0, 'https://receiver.example/hook', false, :now, :now, :now)"
+            ),
+            {"now": NOW},
+        )
+        c.execute(
+            text(
+                "INSERT INTO webhook_events (id, event_id, event_type, job_id, url, status, next_attempt_at, "
+                "attempts, created_at, updated_at) VALUES (11, 'evt_old', 'separation.done', 3, "
+                "'https://receiver.example/hook', 'pending', :now, 2, :now, :now)"
+            ),
+            {"now": NOW},
+        )
+    engine.dispose()
+
+    upgrade(database_url)
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as c:
+            row = c.execute(
+                text("SELECT id, event_id, job_id, user_id, endpoint_id, attempts, queued_at FROM webhook_events")
+            ).one()
+            assert tuple(row[:6]) == (11, "evt_old", 3, 7, None, 2) and row.queued_at is not None
+            c.execute(
+                text(
+                    "INSERT INTO webhook_endpoints (id, user_id, url, event_types, disabled, created_at, updated_at, "
+                    "secret) VALUES (1, 7, 'https://receiver.example/e', NULL, false, :now, :now, 'whsec_x')"
+                ),
+                {"now": NOW},
+            )
+            c.execute(
+                text(
+                    "INSERT INTO webhook_events (id, event_id, event_type, user_id, endpoint_id, url, status, "
+                    "next_attempt_at, attempts, created_at, updated_at) VALUES (12, 'evt_test', 'webhook.test', 7, 1, "
+                    "'https://receiver.example/e', 'pending', :now, 0, :now, :now)"
+                ),
+                {"now": NOW},
+            )
+            c.execute(
+                text(
+                    "INSERT INTO webhook_attempts (webhook_event_id, attempt, url, started_at, error) "
+                    "VALUES (11, 1, 'https://receiver.example/hook', :now, 'refused')"
+                ),
+                {"now": NOW},
+            )
+    finally:
+        engine.dispose()
+
+    command.downgrade(alembic_config(database_url), "0008")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as c:
+            assert c.execute(text("SELECT id, event_id, job_id FROM webhook_events")).all() == [(11, "evt_old", 3)]
     finally:
         engine.dispose()

@@ -231,7 +231,8 @@ def test_a_leased_event_is_sent_by_one_sender_and_taken_over_after_a_crash(make_
     assert taken is not None and taken.id == first.id and taken.attempt == 2
     webhooks.record_delivered(db, first, "sender-1", {"late": True}, 200)  # a late report: ignored
     assert events(h)[0].status == WebhookStatus.SENDING and events(h)[0].worker == "sender-2"
-    webhooks.record_failure(db, taken, "sender-2", payload=None, error="boom", max_attempts=3, retry_seconds=30)
+    schedule = webhooks.RetrySchedule(max_attempts=3, first_wait=30, max_wait=3600, max_age=86400)
+    webhooks.record_failure(db, taken, "sender-2", payload=None, error="boom", schedule=schedule)
     (event,) = events(h)
     assert event.status == WebhookStatus.PENDING and event.last_error == "boom" and event.worker is None
     assert event.next_attempt_at > event.updated_at  # 30 s later, doubled each further try

@@ -100,14 +100,21 @@ class Settings(BaseSettings):
     # reads of a file's headers before its audio; a file holding more is refused.
     qc_max_header_bytes: int = 1024**2
 
-    # Webhooks: a job's end writes an event to the webhook outbox; API processes (never the separation workers)
-    # deliver it, with retries, under the address policy of URL inputs (remote_allow_private).
+    # Webhooks: a job's end (and a Quality Checker entry's scores) writes events to the webhook outbox; API processes
+    # (never the separation workers) deliver them, signed (Standard Webhooks), with retries, under the address
+    # policy of URL inputs (remote_allow_private). The defaults retry for a day: 10 s doubling up to 2 h, a last try
+    # at 24 h.
     webhook_timeout_seconds: float = 10.0  # per connect/read of one delivery attempt
-    webhook_max_attempts: int = 5  # a receiver that fails this often gets no more tries
+    webhook_max_attempts: int = 25  # an event that fails this often gets no more tries
     webhook_retry_seconds: float = 10.0  # wait before the second attempt; it doubles for each further one
     webhook_poll_seconds: float = 1.0  # how often each sender looks for due events
     webhook_senders: int = 2  # delivery threads per API process: one slow receiver does not hold up the others
     webhook_lease_seconds: float = 120.0  # an event being sent is another sender's after this long (a crash)
+    webhook_retry_max_seconds: float = 7200.0  # the doubling wait between attempts stops growing here
+    webhook_max_age_seconds: float = 86400.0  # no attempt later than this after an event is queued (or redelivered)
+    webhook_secret_grace_seconds: float = 86400.0  # after a rotation the old secret signs beside the new one this long
+    webhook_endpoints_per_user: int = 10  # endpoints one account may have (/api/app/webhooks)
+    webhook_log_page_limit: int = 100  # the most attempts one page of /api/app/webhooks/deliveries lists
 
     # URL downloads: one slow server must not hold a worker. Checked whenever bytes arrive; a silent server is
     # cut off by remote_timeout_seconds (per read).

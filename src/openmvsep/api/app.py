@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openmvsep import __version__
-from openmvsep.api import docs, metrics, openapi, quality, separation, site, storage
+from openmvsep.api import docs, metrics, openapi, quality, separation, site, storage, webhooks
 from openmvsep.api.context import AppContext, AppServices
 from openmvsep.api.limits import BodyLimit, Counter, RateLimit, StorageMissLimit
 from openmvsep.api.request_id import RequestId, request_id_header
@@ -54,6 +54,7 @@ def create_app(services: AppServices, pages: Pages | None = None) -> FastAPI:
     app.include_router(separation.router)
     app.include_router(site.router)
     app.include_router(quality.router)
+    app.include_router(webhooks.router)  # ours: signed webhook endpoints (additive; MVSep's routes are unchanged)
     app.include_router(storage.router)
     app.include_router(docs.router)  # /docs from files shipped in the package, no CDN
     openapi.describe(app)  # the form fields each route reads, which FastAPI cannot see

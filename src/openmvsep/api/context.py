@@ -19,6 +19,7 @@ from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService
 from openmvsep.service.readings import ReadingsService
+from openmvsep.service.webhooks import WebhookService
 from openmvsep.settings import Settings
 from openmvsep.store.files import Storage
 
@@ -52,6 +53,9 @@ class AppServices(Protocol):
 
     @property
     def readings(self) -> ReadingsService: ...
+
+    @property
+    def webhooks(self) -> WebhookService: ...
 
     def start(self) -> None: ...
 
@@ -95,6 +99,10 @@ class AppContext:
     @property
     def storage(self) -> Storage:
         return self.services.storage
+
+    @property
+    def webhooks(self) -> WebhookService:
+        return self.services.webhooks
 
 
 def ctx(request: Request) -> AppContext:

@@ -115,6 +115,24 @@ ROUTES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("post", "/api/quality_checker/delete"): {"body": _form(api_token=TOKEN, id=INTEGER_TEXT, password=STRING)},
     ("get", "/api/quality_checker/delete"): {"query": _query(api_token=TOKEN, id=INTEGER_TEXT, password=STRING)},
+    # Ours, beside MVSep's: signed webhook endpoints (docs/webhooks.md).
+    ("get", "/api/app/webhooks"): {"query": _query(api_token=TOKEN)},
+    ("post", "/api/app/webhooks"): {"body": _form(api_token=TOKEN, url=STRING, event_types=STRING)},
+    ("post", "/api/app/webhooks/update"): {
+        "body": _form(api_token=TOKEN, id=INTEGER_TEXT, url=STRING, event_types=STRING, disabled=STRING)
+    },
+    ("post", "/api/app/webhooks/delete"): {"body": _form(api_token=TOKEN, id=INTEGER_TEXT)},
+    ("post", "/api/app/webhooks/rotate"): {
+        "body": _form(api_token=TOKEN, id={"type": "string", "description": "an endpoint's id, or `account`"})
+    },
+    ("post", "/api/app/webhooks/test"): {"body": _form(api_token=TOKEN, id=INTEGER_TEXT)},
+    ("post", "/api/app/webhooks/redeliver"): {"body": _form(api_token=TOKEN, event_id=STRING)},
+    ("get", "/api/app/webhooks/secret"): {"query": _query(api_token=TOKEN)},
+    ("get", "/api/app/webhooks/deliveries"): {
+        "query": _query(
+            api_token=TOKEN, event_id=STRING, endpoint_id=INTEGER_TEXT, start=INTEGER_TEXT, limit=INTEGER_TEXT
+        )
+    },
 }
 
 # `separation/get` is a bare Starlette route (app.py says why), so FastAPI leaves it out of its document.

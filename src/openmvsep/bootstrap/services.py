@@ -30,6 +30,7 @@ from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService, ensure_default_dataset
 from openmvsep.service.readings import ReadingsService
+from openmvsep.service.webhooks import WebhookService
 from openmvsep.service.weights_admin import WeightsAdmin
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
@@ -141,6 +142,11 @@ class Services:
         return QualityService(self.db, self.storage, self.settings, notify=self.notify)
 
     @cached_property
+    def webhooks(self) -> WebhookService:
+        """A user's endpoints, secrets, test events, redeliveries and delivery log."""
+        return WebhookService(self.db, self.settings)
+
+    @cached_property
     def readings(self) -> ReadingsService:
         return ReadingsService(self.db, self.settings.lease_seconds)
 
@@ -153,7 +159,7 @@ class Services:
     def webhook_senders(self) -> WebhookSenders:
         """The outbox's senders: API processes deliver webhooks, separation workers never do."""
         present = JobPresenter(self.catalog, Links(self.settings, self.storage))
-        return WebhookSenders(self.settings, self.db, self.jobs, present)
+        return WebhookSenders(self.settings, self.db, self.jobs, present, self.quality)
 
     def notify(self) -> None:
         """New work was queued. A process without an executor (a CLI command, a worker) wakes nobody."""

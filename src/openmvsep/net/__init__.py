@@ -18,7 +18,7 @@ from openmvsep.net.mega import DEFAULT_MEGA_API_URL
 from openmvsep.net.pace import Pace
 from openmvsep.net.pinned import MAX_REDIRECTS
 from openmvsep.net.policy import IPAddress, NetworkPolicy, is_public_address, resolve_host
-from openmvsep.net.post import post_json
+from openmvsep.net.post import post_body
 
 __all__ = [
     "DEFAULT_MEGA_API_URL",
@@ -35,7 +35,7 @@ __all__ = [
     "fetch",
     "fetch_with_policy",
     "is_public_address",
-    "post_json",
+    "post_body",
     "resolve_host",
     "safe_filename",
 ]

@@ -309,7 +309,7 @@ def fail_job(s: Session, job: Job, message: str) -> None:
         user = s.get(User, job.user_id)
         if user is not None:
             accounts.change_credits(s, user, job.credits_charged, "refund", job_id=job.id)
-    webhooks.queue_event(s, job)  # in this transaction: the event exists exactly when the failure does
+    webhooks.queue_job_end(s, job)  # in this transaction: the event exists exactly when the failure does
     log.info("job %s: failed: %s", job.hash, message)
 
 
@@ -344,7 +344,7 @@ def complete_item(db: Database, item_id: int, worker: str, files: list[dict] | N
             return False
         job.status, job.files = JobStatus.DONE, files
         job.finished_at = job.updated_at = utcnow()
-        webhooks.queue_event(s, job)
+        webhooks.queue_job_end(s, job)
         log.info("job %s: done (%d file(s))", job.hash, len(files))
         return True
 
@@ -414,7 +414,9 @@ def finish_entry(
         else:
             entry.metrics, entry.tracks, entry.warnings = means, tracks, warnings
             entry.status, entry.msg, entry.attempts = (EntryStatus.DONE if final else EntryStatus.SCORED), "OK", 0
-            entry.scored_at = entry.scored_at or now
+            if entry.scored_at is None:  # its first scores: the leaderboard has it now (a metrics claim adds more)
+                entry.scored_at = now
+                webhooks.queue_entry_scored(s, entry)
             s.execute(delete(QcScore).where(QcScore.entry_id == entry.id))
             s.add_all(
                 QcScore(entry_id=entry.id, stem=stem, metric=metric, value=value)

@@ -170,21 +170,70 @@ class RemoteJob(Leased, Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-class WebhookEvent(Leased, Base):
-    """The outbox: one event to POST to a receiver, written in the transaction that ends the job it reports.
+class RotatingSecret:
+    """A signing secret (`whsec_` + base64, Standard Webhooks) and, for a while after a rotation, the one before it:
+    deliveries carry a signature for each, so a receiver keeps verifying while it switches to the new secret."""
 
-    API processes deliver due events (service/webhooks.py claims them under a lease, so that two senders never
+    secret: Mapped[str] = mapped_column(String(80))
+    previous_secret: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    previous_secret_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class WebhookEndpoint(RotatingSecret, Base):
+    """A user's receiver: it gets the events of that user's jobs and Quality Checker entries, signed with its own
+    secret. `event_types` narrows which (null: all); a disabled endpoint gets no new events."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event_types: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    # An endpoint's id is what its owner deletes or rotates by: a deleted one's id is never handed out again.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+
+class WebhookSecret(RotatingSecret, Base):
+    """A user's account signing secret: it signs the deliveries to a create's `webhook_url` (one per user, made
+    when first needed)."""
+
+    __tablename__ = "webhook_secrets"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WebhookEvent(Leased, Base):
+    """The outbox: one event to POST to one receiver, written in the transaction that makes it happen (a job's end,
+    a Quality Checker entry scored) or by its owner (a test event).
+
+    API processes deliver due events (service/webhooks claims them under a lease, so that two senders never
     send one event at once and a crashed sender's events are taken over). `event_id` names the event for the
-    receiver, the same on every attempt; `worker`/`lease_until` are the sender's; `attempts` counts tries.
+    receiver (the `webhook-id` header), the same on every attempt and on a redelivery; `worker`/`lease_until` are
+    the sender's; `attempts` counts the tries since it was queued (or redelivered). The receiver is a user's
+    endpoint (`endpoint_id`), or, without one, the `webhook_url` a create named (`url`, MVSep's body).
     """
 
     __tablename__ = "webhook_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
-    event_type: Mapped[str] = mapped_column(String(32))  # separation.done | separation.failed
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    url: Mapped[str] = mapped_column(Text)
+    # separation.done | separation.failed | quality_checker.scored | webhook.test
+    event_type: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True, index=True)
+    entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("qc_entries.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
+    endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    url: Mapped[str] = mapped_column(Text)  # where the latest attempt went (an endpoint's URL may change)
     payload: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the body of the latest attempt
     status: Mapped[str] = mapped_column(String(12))  # pending | sending | delivered | failed
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
@@ -193,8 +242,28 @@ class WebhookEvent(Leased, Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # When this round of delivery began (queued, or redelivered): retries stop webhook_max_age_seconds after it.
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     __table_args__ = (Index("ix_webhook_events_due", "status", "next_attempt_at"),)
+
+
+class WebhookAttempt(Base):
+    """One delivery attempt of an event, as its sender saw it: the receiver's HTTP status and how long it took, or
+    the error (a timeout, a refused address, a sender that stopped mid-attempt)."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)  # 1, 2, ... over the event's whole life (redeliveries go on)
+    url: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_webhook_attempts_event", "webhook_event_id", "attempt"),)
 
 
 class News(Base):
