@@ -310,6 +310,7 @@ def test_every_shipped_option_runs_once_its_files_are_here(tmp_path):
     assert catalog.available_keys(10, "add_opt1") == ["0", "1"]  # demucs' mdx bags
     assert catalog.available_keys(17, "add_opt1") == ["0", "1"]  # UVR's bag (2) is not registered
     assert catalog.is_available(27)  # no options: its one model
+    assert catalog.is_available(13)  # Demucs v2: demucs_extra
     assert catalog.available_keys(37, "add_opt1") == ["0", "1"]
     assert catalog.available_keys(37, "add_opt2") == ["0", "1"]
 
@@ -341,6 +342,7 @@ def test_every_shipped_option_runs_once_its_files_are_here(tmp_path):
         (55, {"model_type": "0"}),
         (63, {}),
         (126, {}),
+        (13, {}),
     ],
 )
 def test_stems_are_named_as_mvsep_names_them(sep_type, opts):

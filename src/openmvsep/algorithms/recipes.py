@@ -602,6 +602,8 @@ HTDEMUCS_FT = {stem: f"htdemucs_ft_{stem}" for stem in DEMUCS_4}  # registry ent
 # DrumSep option key -> its model's stems under MVSep's names, in the model's order
 DRUMSEP = {"0": ("kick", "snare", "cymbals", "toms"), "1": ("kick", "snare", "toms", "hh", "ride", "crash")}
 
+# Demucs2's stems in MVSep's order (13's output_stems); the model's own order is demucs' (DEMUCS_4).
+DEMUCS2_STEMS = ("vocals", "drums", "bass", "other")
 # BS-RoFormer SW's stems in MVSep's order (63's output_stems); the model's own order differs.
 SW_STEMS = ("vocals", "bass", "drums", "guitar", "piano", "other")
 # Mega 53-stem: MVSep's 126 outputs, in its order. The model calls the vocals 'vocal'; its 'bowed_strings' has no
@@ -738,6 +740,7 @@ RECIPES: dict[int, Recipe] = {
         37, {"0": ("kick", "snare", "cymbals", "toms"), "1": ("kick", "snare", "toms", "hh", "ride", "crash")}
     ),
     63: all_stems_recipe(63, SW_STEMS),
+    13: all_stems_recipe(13, DEMUCS2_STEMS),  # demucs 2.x's v2 models (registry entries of model_type demucs_v2)
     126: all_stems_recipe(126, MEGA_STEMS, {"vocals": "vocal"}),
     29: two_stem_recipe(29, ("piano", "other"), keep="piano"),
     31: two_stem_recipe(31, ("guitar", "other"), keep="guitar"),

@@ -415,7 +415,9 @@ def models_verify(selector: Optional[str] = typer.Argument(None, help="NAME, SEP
 def infer(
     inputs: list[Path] = typer.Argument(..., help="Audio files (anything ffmpeg reads)"),
     output_dir: Path = typer.Option(..., "-o", "--output-dir", help="Where <input stem>_<instrument>.wav go"),
-    model_type: Optional[str] = typer.Option(None, help="bs_roformer, mel_band_roformer, mdx23c, scnet, htdemucs"),
+    model_type: Optional[str] = typer.Option(
+        None, help="bs_roformer, mel_band_roformer, mdx23c, scnet, htdemucs, demucs_v2"
+    ),
     config: Optional[Path] = typer.Option(None, help="The model's YAML config"),
     checkpoint: Optional[Path] = typer.Option(None, help=".ckpt/.th/.pth/.safetensors"),
     sha256: Optional[str] = typer.Option(None, help="Pin for a pickled checkpoint (required to load one)"),

@@ -13,6 +13,10 @@ taking real neighbouring samples where the track has them and zeros beyond it; t
 back and weighted by a triangle (peak 1, raised to `transition_power`). Segments whose padded lengths differ
 (only for models that run chunks at their own length, e.g. MSST-built HTDemucs) are batched per length.
 
+Any waveform model with demucs' interface runs the same way: `sources`, `audio_channels`, `samplerate`, `segment`
+(seconds) and `valid_length(n)`, e.g. `engine.models.demucs_v2.DemucsV2`, whose segments demucs 2.x's own
+`apply_model` split identically (same lengths, padding, triangle and trim).
+
 Bags (`demucs.apply.BagOfModels`) run member by member; each stem is the weighted sum of the members' stems
 divided by the sum of its weights. With `stems=[...]` only the members that have a non-zero weight for one of
 those stems run, so a vocals-only request on htdemucs_ft costs one model instead of four.

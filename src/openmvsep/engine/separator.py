@@ -1,9 +1,9 @@
 """One loaded model and how to separate audio with it: the engine's entry point.
 
 `load_model` builds the family from its config and loads a checkpoint; `separate` runs the chunked
-overlap-add (or demucs' split for HTDemucs) with the model's own settings, and adds what the reference's
-inference script adds around it: track normalisation when the config asks for it, test-time augmentation,
-mono handling, and the residual (mix − target) for single-target models.
+overlap-add (or demucs' split for the demucs families) with the model's own settings, and adds what the
+reference's inference script adds around it: track normalisation when the config asks for it, test-time
+augmentation, mono handling, and the residual (mix − target) for single-target models.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # demucs is imported only where an htdemucs model runs
 
 RESIDUAL = "instrumental"  # the reference inference script's name for mix − target
 AUTO_GPU_BATCH = 4  # chunks per model call on a GPU when the caller leaves the batch size to us (0)
+# Families that run through demucs' split (engine.demucs_apply: segments padded with real context to the model's
+# `valid_length`, centre-trimmed, triangle-weighted) rather than the chunked overlap-add of engine.demix.
+DEMUCS_SPLIT = ("htdemucs", "demucs_v2")
 
 
 @dataclass
@@ -192,8 +195,8 @@ def _forward(loaded: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
 def _batch_size(loaded: LoadedModel, asked: int) -> int:
     """The caller's batch size, or for 0 ours: one chunk at a time for the chunked families on CPU, where a chunk
     already fills the cores and bigger batches were slower per chunk (2 cores: Mel-RoFormer 19.5 s vs 25 s at 4,
-    MDX23C 13.4 s vs 18.4 s) while holding that many times the activations; a few elsewhere. The output does not
-    depend on it (see demix)."""
+    MDX23C 13.4 s vs 18.4 s) while holding that many times the activations (demucs v2 too: its segments are 40 s);
+    a few elsewhere. The output does not depend on it (see demix)."""
     if asked > 0:
         return asked
     return 1 if loaded.device.type == "cpu" and loaded.model_type != "htdemucs" else AUTO_GPU_BATCH
@@ -210,13 +213,14 @@ def _separate_once(
 ) -> torch.Tensor:
     """(stems, channels, samples) for a (channels, samples) mix already on the device."""
     batch_size = _batch_size(loaded, batch_size)
-    if loaded.model_type == "htdemucs":
+    if loaded.model_type in DEMUCS_SPLIT:
         from openmvsep.engine.demucs_apply import apply as demucs_apply
 
         inference = loaded.config.get("inference") or {}
         with autocast_for(loaded.device, precision):
             return demucs_apply(
-                # the htdemucs family's models are demucs models (models.htdemucs.from_config, load_demucs)
+                # demucs models (models.htdemucs.from_config, load_demucs), or models.demucs_v2's, which has the
+                # same interface (sources, audio_channels, samplerate, segment, valid_length)
                 cast("DemucsModel", loaded.model),
                 mix,
                 overlap=float(inference.get("overlap", 0.25)),

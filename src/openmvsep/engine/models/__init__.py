@@ -15,6 +15,7 @@ FAMILIES = {
     "mdx23c": "openmvsep.engine.models.mdx23c:from_config",
     "scnet": "openmvsep.engine.models.scnet:from_config",
     "htdemucs": "openmvsep.engine.models.htdemucs:from_config",
+    "demucs_v2": "openmvsep.engine.models.demucs_v2:from_config",  # demucs 2.x's waveform Demucs (sep_type 13)
 }
 
 
