@@ -116,6 +116,7 @@ def deploy(workdir: Path, throttle: bool) -> tuple[dict[str, str], str]:
         "OPENMVSEP_QC_DEFAULT_DATASET_TRACKS": "0",
         "OPENMVSEP_FREE_CONCURRENT_JOBS": "0",
         "OPENMVSEP_RATE_LIMIT_PER_MINUTE": "0",
+        "OPENMVSEP_REUSE_RESULTS": "off",  # every job through the worker, not done at once as a repeat
     }
     if not throttle:
         env.update(OPENMVSEP_LOGIN_ACCOUNT_FAILURES="0", OPENMVSEP_LOGIN_ADDRESS_FAILURES="0")

@@ -47,11 +47,13 @@ import soundfile as sf
 BIN = Path(sys.executable).parent
 POLL_SECONDS = 0.02
 JOB_TIMEOUT_SECONDS = 120.0
-# Both deployments: nothing made at first start, no per-user or per-address limits in the way of a queue.
+# Both deployments: nothing made at first start, no per-user or per-address limits in the way of a queue, and every
+# job run by a worker (the same song again would otherwise be done at once with the first job's outputs).
 COMMON_ENV = {
     "OPENMVSEP_QC_DEFAULT_DATASET_TRACKS": "0",
     "OPENMVSEP_FREE_CONCURRENT_JOBS": "0",
     "OPENMVSEP_RATE_LIMIT_PER_MINUTE": "0",
+    "OPENMVSEP_REUSE_RESULTS": "off",
 }
 JOB_FORM = {"sep_type": "55", "add_opt1": "dsp", "output_format": "1"}  # output_format 1: WAV
 

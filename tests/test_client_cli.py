@@ -1,6 +1,7 @@
 """`openmvsep client separate` on a folder of three generated files against a real `openmvsep serve`: a run cut
-short resumes its job after the server restarts (no second job, no second charge), and a second full run downloads
-nothing new. Errors print the server's message and exit 1."""
+short resumes its job after the server restarts, even when it never saw the create's answer (the server honours
+the create's idempotency key: no second job, no second charge), and a second full run downloads nothing new.
+Errors print the server's message and exit 1."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def test_a_folder_is_separated_resumed_after_a_restart_and_not_downloaded_twice(
 
     # No workers: the first job stays queued; the run is stopped once that job exists.
     server = Server(tmp_path / "data", workers=0, **ENV_OFF)
-    token = server.cli("user", "create", "--email", "cli@example.com", "--password", "password123", "--credits", "100")
+    token = server.cli(
+        "user", "create", "--email", "cli@example.com", "--password", "password123", "--credits", "100", "--premium"
+    )
     token = token.strip().splitlines()[-1]
     first = subprocess.Popen(_separate(server, token, *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     record = out / "song0" / ".openmvsep-job.json"
@@ -51,6 +54,11 @@ def test_a_folder_is_separated_resumed_after_a_restart_and_not_downloaded_twice(
     first.terminate()
     first.wait(timeout=20)
     assert _job_recorded(record)
+    # As if the stop had come after the server made the job but before its answer arrived: the record keeps the key
+    # it wrote before the upload, and no hash. The server honours the key: sent again, it answers that same job.
+    kept = json.loads(record.read_text())
+    first_hash = kept.pop("hash")
+    record.write_text(json.dumps(kept))
     port = server.port
     server.stop()
 
@@ -59,13 +67,15 @@ def test_a_folder_is_separated_resumed_after_a_restart_and_not_downloaded_twice(
     try:
         second = subprocess.run(_separate(server, token, *args), capture_output=True, text=True, timeout=300)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert second.stdout.count("uploading") == 2  # song1 and song2; song0's job was resumed
+        assert second.stdout.count("uploading") == 3  # song0 sent again under its key, song1 and song2
+        assert json.loads(record.read_text())["hash"] == first_hash  # answered with the job it already made
         for n in range(3):
             stems = [p for p in (out / f"song{n}").iterdir() if p.suffix == ".wav"]
             assert stems and all(p.read_bytes()[:4] == b"RIFF" for p in stems)
         with MVSepClient(server.url, token=token) as mv:
             assert len(mv.history()) == 3
             credits = mv.user().premium_minutes
+        assert credits == 97  # one charge per song: the repeated create made no second job and no second charge
 
         third = subprocess.run(_separate(server, token, *args), capture_output=True, text=True, timeout=120)
         assert third.returncode == 0, third.stdout + third.stderr

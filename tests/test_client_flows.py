@@ -395,7 +395,8 @@ def test_ex3_account_calls(harness, ex3, tmp_path):
     assert history["success"] is True
     assert [item["hash"] for item in history["data"]] == short_hashes + long_hashes  # newest first
 
-    created = ex3.create_separation(tmp_path / "in" / "first song.wav", sep_type=55, output_format=1)
+    # Another format: a new separation that waits for a worker (the same one again would be done at once, reused).
+    created = ex3.create_separation(tmp_path / "in" / "first song.wav", sep_type=55, output_format=0)
     assert created["success"] is True
     assert ex3.cancel_separation(created["data"]["hash"])["success"] is True
     assert ex3.get_separation_status(created["data"]["hash"])["status"] == "failed"

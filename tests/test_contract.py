@@ -1192,7 +1192,7 @@ def test_demo_shape_and_filtering(h):
     token = h.user(credits=100, premium=True)
     shown, _ = done_job(h, token, is_demo="1")
     done_job(h, token, is_demo="0")
-    new_job(h, token, is_demo="1")  # not finished: nothing to show yet
+    new_job(h, token, wav_bytes(stereo_mix(1.0, seed=1)), is_demo="1")  # not finished (another input: no reuse)
     r = h.client.get("/api/app/demo", params={"start": "0", "limit": "10", "t": "1"})
     assert r.status_code == 200
     body = assert_json(r)

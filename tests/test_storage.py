@@ -150,6 +150,28 @@ def test_delete_and_delete_prefix(storage, tmp_path):
     assert storage.exists("work/ab/6")
 
 
+def test_copy_makes_a_file_that_outlives_its_source(storage, tmp_path):
+    data = os.urandom(6 * MiB + 3)  # above the S3 storages' 5 MiB part size: the copy is made in parts
+    storage.put_file("processed/aaa/first.wav", make_file(tmp_path, "a", data))
+    assert storage.copy("processed/aaa/first.wav", "processed/bbb/second.wav") == len(data)
+    assert read_all(storage, "processed/bbb/second.wav") == data
+    storage.put_file("processed/aaa/first.wav", make_file(tmp_path, "b", b"new"))  # replaced, never written through
+    assert read_all(storage, "processed/bbb/second.wav") == data
+    storage.delete("processed/aaa/first.wav")
+    assert read_all(storage, "processed/bbb/second.wav") == data
+    with pytest.raises(StoredFileMissing):
+        storage.copy("processed/aaa/first.wav", "processed/ccc/third.wav")
+    assert not storage.exists("processed/ccc/third.wav")
+    assert [k for k, _ in storage.list("processed")] == ["processed/bbb/second.wav"]  # no part file left behind
+
+
+def test_local_copy_is_a_hard_link(tmp_path):
+    storage = LocalStorage(tmp_path / "files", tmp_path / "scratch")
+    storage.put_file("processed/aaa/x.wav", make_file(tmp_path, "x", b"bytes"))
+    storage.copy("processed/aaa/x.wav", "processed/bbb/x.wav")
+    assert storage.path("processed/aaa/x.wav").stat().st_ino == storage.path("processed/bbb/x.wav").stat().st_ino
+
+
 def test_list_gives_keys_and_mtimes_under_a_folder(storage, tmp_path):
     keys = {
         "processed/x.wav",

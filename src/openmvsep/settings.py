@@ -205,6 +205,16 @@ class Settings(BaseSettings):
     eta_sample_jobs: int = 50  # finished jobs of the algorithm the estimate is measured on
     eta_cache_seconds: float = 60.0  # how long a process reuses a measurement (every open page asks each second)
 
+    # Requests sent twice and work done twice (service/idempotency.py, service/jobs/reuse.py).
+    # An Idempotency-Key (header, or the idempotency_key field) on separation/create and quality_checker/add: the
+    # same key from the same account answers its first request's answer this long; 0: keys are ignored.
+    idempotency_hours: float = 24.0
+    # A new job whose input (by content), algorithm, options and output format are those of a finished job whose
+    # files still exist is done at once with its own copies of that job's outputs: "all" (any account's job),
+    # "own" (the same account's only), "off".
+    reuse_results: Literal["all", "own", "off"] = "all"
+    reuse_charge: Literal["full", "none"] = "full"  # what a reused job costs: its usual price, or nothing
+
     @cached_property
     def storage_dir(self) -> Path:
         """The local storage directory (unused when storage_url is s3://)."""

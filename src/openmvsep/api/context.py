@@ -15,6 +15,7 @@ from openmvsep.presenters.jobs import JobPresenter
 from openmvsep.presenters.links import Links
 from openmvsep.service.accounts import AccountService
 from openmvsep.service.catalog import Catalog
+from openmvsep.service.idempotency import IdempotencyKeys
 from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService
@@ -44,6 +45,9 @@ class AppServices(Protocol):
 
     @property
     def accounts(self) -> AccountService: ...
+
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
 
     @property
     def news(self) -> NewsService: ...
@@ -95,6 +99,10 @@ class AppContext:
     @property
     def quality(self) -> QualityService:
         return self.services.quality
+
+    @property
+    def idempotency(self) -> IdempotencyKeys:
+        return self.services.idempotency
 
     @property
     def storage(self) -> Storage:

@@ -17,6 +17,14 @@ STRING: dict[str, Any] = {"type": "string"}
 INTEGER_TEXT: dict[str, Any] = {"type": "string", "pattern": "^-?[0-9]{1,30}$"}  # clients send numbers as text
 TOKEN: dict[str, Any] = {"type": "string", "description": "the user's api_token"}
 FILE: dict[str, Any] = {"type": "string", "format": "binary"}
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "type": "string",
+    "maxLength": 255,
+    "description": "ours (docs/api-extensions.md): the same request sent again with this key, from the same "
+    "account within a day, gets the first answer and creates and charges nothing",
+}
+# The header form of the key (the field `idempotency_key` is the same key in the form).
+IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": IDEMPOTENCY_KEY}
 
 ERROR = {
     "description": "An error in MVSep's shape: the message in `message`, `errors[0]` and `data.message`.",
@@ -66,11 +74,12 @@ SEPARATION_FIELDS = {
     "audiofile": FILE,
     "target_audiofile": FILE,
     "reference_audiofile": FILE,
+    "idempotency_key": IDEMPOTENCY_KEY,
 }
 
-# (method, path) -> what the route reads: query parameters and/or a form body.
+# (method, path) -> what the route reads: query parameters, headers and/or a form body.
 ROUTES: dict[tuple[str, str], dict[str, Any]] = {
-    ("post", "/api/separation/create"): {"body": _form(**SEPARATION_FIELDS)},
+    ("post", "/api/separation/create"): {"body": _form(**SEPARATION_FIELDS), "headers": [IDEMPOTENCY_HEADER]},
     ("get", "/api/separation/get"): {"query": _query(hash=STRING)},
     ("post", "/api/separation/cancel"): {"body": _form(api_token=TOKEN, hash=STRING)},
     ("post", "/api/separation/delete"): {"body": _form(api_token=TOKEN, hash=STRING)},
@@ -111,7 +120,9 @@ ROUTES: dict[tuple[str, str], dict[str, Any]] = {
             dataset_type=INTEGER_TEXT,
             password=STRING,
             ensemble=STRING,
-        )
+            idempotency_key=IDEMPOTENCY_KEY,
+        ),
+        "headers": [IDEMPOTENCY_HEADER],
     },
     ("post", "/api/quality_checker/delete"): {"body": _form(api_token=TOKEN, id=INTEGER_TEXT, password=STRING)},
     ("get", "/api/quality_checker/delete"): {"query": _query(api_token=TOKEN, id=INTEGER_TEXT, password=STRING)},
@@ -156,7 +167,7 @@ def describe(app: FastAPI) -> None:
                 raise RuntimeError(f"openapi.ROUTES names {method.upper()} {path}, which the app does not have")
             known = {p["name"] for p in operation.get("parameters", [])}
             operation["parameters"] = operation.get("parameters", []) + [
-                p for p in reads.get("query", []) if p["name"] not in known
+                p for p in reads.get("query", []) + reads.get("headers", []) if p["name"] not in known
             ]
             if "body" in reads:
                 operation["requestBody"] = reads["body"]

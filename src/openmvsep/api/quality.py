@@ -9,12 +9,15 @@ from starlette.concurrency import run_in_threadpool
 
 from openmvsep.api.context import ctx
 from openmvsep.api.forms import close_uploads, read_form, token_of
+from openmvsep.api.idempotency import answered, key_of
 from openmvsep.api.responses import ok
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.idempotency import fingerprint
 from openmvsep.service.jobs import Upload
 from openmvsep.service.quality import EntryRequest
 
 router = APIRouter(prefix="/api/quality_checker")
+ROUTE = "quality_checker/add"  # what an idempotency key's fingerprint names the route by
 
 
 @router.get("/queue")
@@ -51,12 +54,14 @@ def datasets(request: Request):
 
 @router.post("/add")
 async def add(request: Request):
+    """A submission; with an Idempotency-Key, a repeat gets the first answer."""
     c = ctx(request)
     form = await read_form(
         request, max_fields=c.settings.max_form_fields, max_field_bytes=c.settings.max_form_field_bytes
     )
     scratch = None
     try:
+        key = key_of(request, form)
         upload = form.files.get("zipfile")
         if upload is None:
             raise ServiceError("The zipfile field is required.")
@@ -67,11 +72,23 @@ async def add(request: Request):
             password=form.get("password") or None,
             ensemble=(form.get("ensemble") or "").strip().lower() in ("1", "true", "yes", "on"),
         )
+        token = token_of(request, form)
         scratch = c.storage.scratch_dir()
         saved = await run_in_threadpool(Upload.receive, upload.file, upload.filename, scratch, "zipfile")
-        created = await run_in_threadpool(c.quality.add, token_of(request, form), req, saved.path)
-        link = c.quality.url(f"/api/quality_checker/entry?id={created.id}")
-        return ok({"success": True, "data": {"id": created.id, "link": link}})
+
+        def added(entry) -> dict:
+            link = c.quality.url(f"/api/quality_checker/entry?id={entry.id}")
+            return {"success": True, "data": {"id": entry.id, "link": link}}
+
+        answer = await run_in_threadpool(
+            c.idempotency.run,
+            token,
+            key,
+            fingerprint(ROUTE, form.fields, {"zipfile": saved}),
+            lambda once: c.quality.add(token, req, saved.path, once),
+            added,
+        )
+        return answered(answer)
     finally:
         await close_uploads(form)
         if scratch is not None:

@@ -9,13 +9,16 @@ from starlette.concurrency import run_in_threadpool
 
 from openmvsep.api.context import ctx
 from openmvsep.api.forms import close_uploads, read_form, token_of
+from openmvsep.api.idempotency import answered, key_of
 from openmvsep.api.responses import ok
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.idempotency import fingerprint
 from openmvsep.service.jobs import JobRequest, Upload, parse_output_format, parse_sep_type
 
 router = APIRouter(prefix="/api/separation")
 
 UPLOAD_ROLES = ("audiofile", "target_audiofile", "reference_audiofile")
+ROUTE = "separation/create"  # what an idempotency key's fingerprint names the route by
 
 
 def _flag(value: str | None) -> bool:
@@ -24,11 +27,13 @@ def _flag(value: str | None) -> bool:
 
 @router.post("/create")
 async def create(request: Request):
+    """A job, or a URL download that becomes one; with an Idempotency-Key, a repeat gets the first answer."""
     c = ctx(request)
     cfg = c.settings
     form = await read_form(request, max_fields=cfg.max_form_fields, max_field_bytes=cfg.max_form_field_bytes)
     scratch = None
     try:
+        key = key_of(request, form)
         req = JobRequest(
             sep_type=parse_sep_type(form.get("sep_type")),
             options_form={k: v for k, v in form.fields.items() if k.startswith("add_opt")},
@@ -40,14 +45,29 @@ async def create(request: Request):
         url = (form.get("url") or "").strip()
         uploads = {role: f for role, f in form.files.items() if role in UPLOAD_ROLES}
         if url and not uploads:
-            remote = await run_in_threadpool(c.jobs.create_remote, token, req, url, form.get("remote_type") or "direct")
-            return ok(c.present.remote_created(remote))
+            remote_type = form.get("remote_type") or "direct"
+            answer = await run_in_threadpool(
+                c.idempotency.run,
+                token,
+                key,
+                fingerprint(ROUTE, form.fields, {}),
+                lambda once: c.jobs.create_remote(token, req, url, remote_type, once),
+                c.present.remote_created,
+            )
+            return answered(answer)
         scratch = c.storage.scratch_dir()
         saved = {}
         for role, upload in uploads.items():
             saved[role] = await run_in_threadpool(Upload.receive, upload.file, upload.filename, scratch, role)
-        job = await run_in_threadpool(c.jobs.create, token, req, saved)
-        return ok(c.present.created(job))
+        answer = await run_in_threadpool(
+            c.idempotency.run,
+            token,
+            key,
+            fingerprint(ROUTE, form.fields, saved),
+            lambda once: c.jobs.create(token, req, saved, once),
+            c.present.created,
+        )
+        return answered(answer)
     finally:
         await close_uploads(form)
         if scratch is not None:

@@ -26,6 +26,7 @@ from openmvsep.runner.executor import Executor, make_executor
 from openmvsep.runner.webhooks import WebhookSenders
 from openmvsep.service.accounts import AccountService
 from openmvsep.service.catalog import Catalog, OptionScore, RunnableSpec
+from openmvsep.service.idempotency import IdempotencyKeys
 from openmvsep.service.jobs import JobService
 from openmvsep.service.news import NewsService
 from openmvsep.service.quality import QualityService, ensure_default_dataset
@@ -128,6 +129,10 @@ class Services:
         return JobService(
             self.db, self.storage, self.settings, self.catalog, notify=self.notify, registry=self.runtime.registry
         )
+
+    @cached_property
+    def idempotency(self) -> IdempotencyKeys:
+        return IdempotencyKeys(self.db, self.settings.idempotency_hours)
 
     @cached_property
     def accounts(self) -> AccountService:

@@ -123,6 +123,8 @@ class JobPresenter:
         data["date"] = fmt_datetime(job.finished_at or job.updated_at)
         if job.substitutions:
             data["substitutions"] = self._substitutions(job)
+        if job.reused_from is not None:  # an additive key, only on jobs done with copies of an earlier job's outputs
+            data["reused"] = True
         return data
 
     def _substitutions(self, job: Any) -> dict[str, dict[str, str]]:

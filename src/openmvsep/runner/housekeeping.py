@@ -1,12 +1,13 @@
 """What some process must do now and then whatever the executor: take back work whose worker went silent
-(expired leases) and run the janitor. Idempotent, so several API processes may each do it."""
+(expired leases), run the janitor and forget expired idempotency keys. Idempotent, so several API processes may
+each do it."""
 
 from __future__ import annotations
 
 import time
 
 from openmvsep.runner.janitor import sweep, sweep_failed
-from openmvsep.service import lifecycle
+from openmvsep.service import idempotency, lifecycle
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage
@@ -24,5 +25,6 @@ class Housekeeping:
             sweep_failed(self.db, self.storage)
         if time.monotonic() >= self._next_sweep:
             sweep(self.db, self.storage, self.settings.orphan_grace_seconds)
+            idempotency.prune(self.db, self.settings.idempotency_hours)
             self._next_sweep = time.monotonic() + self.settings.janitor_interval_seconds
         return released

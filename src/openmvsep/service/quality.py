@@ -23,6 +23,7 @@ from openmvsep.quality.submission import Limits, SubmissionError, check_upload
 from openmvsep.quality.synth import synthesize_dataset
 from openmvsep.service import accounts
 from openmvsep.service.errors import NotFound, ServiceError
+from openmvsep.service.idempotency import Once
 from openmvsep.service.numbers import parse_int
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database, utcnow
@@ -165,7 +166,8 @@ class QualityService:
 
     # ---------------------------------------------------------------- add / delete
 
-    def add(self, token: str | None, req: EntryRequest, zip_path: Path) -> QcEntry:
+    def add(self, token: str | None, req: EntryRequest, zip_path: Path, once: Once | None = None) -> QcEntry:
+        """A new entry. `once`: the request's idempotency key, checked and recorded in the entry's transaction."""
         algo_name = req.algo_name.strip()
         with self.db.reader() as s:
             user = accounts.require_user(s, token)
@@ -185,6 +187,8 @@ class QualityService:
         password_hash = accounts.hash_password(req.password) if req.password else None
         now = utcnow()
         with self.db.session() as s:
+            if once is not None:
+                once.check(s)
             entry = QcEntry(
                 dataset_type=dataset.dataset_type,
                 user_id=user.id,
@@ -203,6 +207,8 @@ class QualityService:
             entry.zip_key = f"qc/{entry.id}.zip"
             self.storage.put_file(entry.zip_key, zip_path)  # a rename; if the commit fails the janitor finds no row
             s.flush()
+            if once is not None:
+                once.record(s, entry)
             s.expunge(entry)
         self.notify()
         return entry

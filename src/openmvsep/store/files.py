@@ -40,6 +40,11 @@ class Storage(Protocol):
     def put_file(self, key: str, source: Path, *, move: bool = True) -> int:
         """Store a local file under `key` (moved, or copied when `move` is False); returns its size."""
 
+    def copy(self, source_key: str, key: str) -> int:
+        """A second stored file under `key` with the bytes of `source_key` (raises StoredFileMissing); returns its
+        size. The two are independent from then on: deleting either leaves the other whole. No bytes pass through
+        this process where the store can avoid it (a hard link on a local disk, a copy inside an S3 store)."""
+
     def local_file(self, key: str) -> AbstractContextManager[Path]:
         """The stored file as a local path for the duration of the block (raises StoredFileMissing)."""
 
@@ -169,6 +174,28 @@ class LocalStorage:
             shutil.move(str(source), tmp)
         else:
             shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return target.stat().st_size
+
+    def copy(self, source_key: str, key: str) -> int:
+        """A hard link where the file system allows one (no second copy of the bytes; stored files are never
+        written in place, so the two names can never differ), a byte copy otherwise; written as put_file writes."""
+        source, target = self.path(source_key), self.path(key)
+        if not source.is_file():
+            raise StoredFileMissing(f"stored file {source_key} is missing")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except FileNotFoundError:
+            raise StoredFileMissing(f"stored file {source_key} is missing") from None
+        except OSError:  # another device, or a file system without hard links
+            try:
+                shutil.copyfile(source, tmp)
+            except FileNotFoundError:
+                tmp.unlink(missing_ok=True)
+                raise StoredFileMissing(f"stored file {source_key} is missing") from None
         os.replace(tmp, target)
         return target.stat().st_size
 

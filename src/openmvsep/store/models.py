@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false, true
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -125,12 +138,35 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # sha256 over the inputs' contents, sep_type, options and output format (service/jobs/reuse.py): a later job with
+    # the same key may take copies of this one's outputs. None on rows made before it existed.
+    result_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # The job whose outputs this one's are copies of (done at once, no worker ran it); None: it ran itself.
+    reused_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (Index("ix_jobs_queue", "status", "plan", "id"),)
 
     def storage_keys(self) -> list[str]:
         """Every stored file of this job: its inputs and its outputs."""
         return [i["key"] for i in self.inputs.values()] + [f["key"] for f in (self.files or [])]
+
+
+class IdempotencyKey(Base):
+    """The first answer to a request that carried an Idempotency-Key (service/idempotency.py): the same key from the
+    same account gets this answer again instead of a second job. Written in the transaction that creates what the
+    answer names, so the unique (user, key) pair lets only one of two racing requests create anything."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request: its route, fields and files
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status of the first answer
+    answer: Mapped[dict] = mapped_column(JSON)  # its body
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_key"),)
 
 
 class WorkItem(Leased, Base):

@@ -127,6 +127,22 @@ class S3Storage:
             Path(source).unlink(missing_ok=True)
         return size
 
+    def copy(self, source_key: str, key: str) -> int:
+        """A copy made inside the store (CopyObject; in parts above `multipart_threshold`, as S3 copies one
+        request at most 5 GB): no byte passes through this process."""
+        source = {"Bucket": self.bucket, "Key": self._object(source_key)}
+        name = self._object(key)
+        try:
+            self.client.copy(source, self.bucket, name, Config=self._transfer())
+        except ClientError as e:
+            if error_code(e) in MISSING_CODES:
+                raise StoredFileMissing(f"stored file {source_key} is missing") from e
+            raise
+        size = self.size(key)
+        if size is None:  # the store said the copy succeeded; a missing result is the store's fault, not ours
+            raise OSError(f"S3 reported {key} copied but has no such object")
+        return size
+
     @contextmanager
     def local_file(self, key: str) -> Iterator[Path]:
         name = self._object(key)

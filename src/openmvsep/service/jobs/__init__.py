@@ -9,6 +9,7 @@ from collections.abc import Callable
 from openmvsep.engine.weights import WeightsRegistry
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.idempotency import Once
 from openmvsep.service.jobs.control import NOT_FOUND, JobControl
 from openmvsep.service.jobs.eta import Estimates, Eta
 from openmvsep.service.jobs.intake import Intake, JobRequest, Upload, parse_output_format, parse_sep_type
@@ -20,6 +21,7 @@ from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage, StoredFileMissing
 from openmvsep.store.models import Job, RemoteJob
+from openmvsep.store.status import JobStatus
 
 __all__ = [
     "NOT_FOUND",
@@ -52,13 +54,17 @@ class JobService:
         self.queries = JobQueries(db, settings.free_daily_jobs)
         self.eta = Estimates(db, settings.eta_sample_jobs, settings.eta_cache_seconds)
 
-    def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload]) -> Job:
-        job = self.intake.create(token, req, uploads)
-        self.notify()
+    def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload], once: Once | None = None) -> Job:
+        """A new job (`once`: the request's idempotency key, service/idempotency.py)."""
+        job = self.intake.create(token, req, uploads, once)
+        if job.status == JobStatus.WAITING:  # a reused result is done already: no worker to wake
+            self.notify()
         return job
 
-    def create_remote(self, token: str | None, req: JobRequest, url: str, remote_type: str) -> RemoteJob:
-        remote = self.remote.create(token, req, url, remote_type)
+    def create_remote(
+        self, token: str | None, req: JobRequest, url: str, remote_type: str, once: Once | None = None
+    ) -> RemoteJob:
+        remote = self.remote.create(token, req, url, remote_type, once)
         self.notify()
         return remote
 

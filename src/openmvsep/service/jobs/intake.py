@@ -2,15 +2,17 @@
 
 Token, algorithm, options, audio, limits and credits are checked before anything is stored; then the input goes
 into storage and the job, its work items and its ledger row go into the database in one transaction. Any refusal
-leaves no row and no file behind.
+leaves no row and no file behind. In that same transaction, a job whose outputs a finished job already made is
+written done with copies of them instead of work items (reuse.py), and a request's idempotency key is checked and
+kept with its answer (service/idempotency.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -24,10 +26,12 @@ from openmvsep.algorithms.recipes import RECIPES, Recipe
 from openmvsep.engine import audio
 from openmvsep.engine.joins import plan_chunks
 from openmvsep.engine.weights import WeightsRegistry
-from openmvsep.service import accounts
+from openmvsep.service import accounts, webhooks
 from openmvsep.service.catalog import Algorithm, Catalog, OptionError
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.idempotency import Once
 from openmvsep.service.jobs.pricing import PREMIUM, check_premium_gate, is_premium, plan_and_price
+from openmvsep.service.jobs.reuse import ResultReuse, result_key
 from openmvsep.service.naming import input_key, job_hash, storage_token
 from openmvsep.service.webhooks import check_webhook_url
 from openmvsep.settings import Settings
@@ -39,26 +43,49 @@ from openmvsep.store.status import JOB_ACTIVE, JobStatus, RemoteStatus, WorkStat
 log = logging.getLogger("openmvsep.jobs")
 
 
+BLOCK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Upload:
     """An input file the API has already written to a scratch path."""
 
     path: Path
     filename: str
+    sha256: str | None = None  # of the content, when known (receive hashes what it copies)
 
     @classmethod
     def receive(cls, stream: BinaryIO, filename: str | None, directory: Path, role: str) -> Upload:
         """Copy a received file (the API's and the web page's spooled uploads) to `<directory>/<role>.upload` in
         the storage's scratch area (same filesystem: later moves are renames), keeping only the last part of the
-        name the client gave; an empty file is refused."""
+        name the client gave, and hash it on the way (idempotency keys and result reuse compare contents); an
+        empty file is refused."""
         name = (filename or "audio").replace("\\", "/").rsplit("/", 1)[-1] or "audio"
         path = directory / f"{role}.upload"
+        digest = hashlib.sha256()
         stream.seek(0)
         with open(path, "wb") as out:
-            shutil.copyfileobj(stream, out, 1 << 20)
+            while block := stream.read(BLOCK):
+                digest.update(block)
+                out.write(block)
         if path.stat().st_size == 0:
             raise ServiceError(f"The uploaded file '{name}' is empty")
-        return cls(path, name[:255])
+        return cls(path, name[:255], digest.hexdigest())
+
+    def content_hash(self) -> str:
+        return self.sha256 or file_sha256(self.path)
+
+    def hashed(self) -> Upload:
+        """This upload with its content hash known (computed now if it was not)."""
+        return self if self.sha256 else replace(self, sha256=file_sha256(self.path))
 
 
 @dataclass(frozen=True)
@@ -102,6 +129,7 @@ class Intake:
     ):
         self.db, self.storage, self.settings, self.catalog = db, storage, settings, catalog
         self.registry = registry  # to tell admins which weights a refused option needs
+        self.reuse = ResultReuse(storage, settings)
 
     # ---------------------------------------------------------------- checks that touch nothing
 
@@ -225,7 +253,8 @@ class Intake:
 
     # ---------------------------------------------------------------- create
 
-    def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload]) -> Job:
+    def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload], once: Once | None = None) -> Job:
+        """`once`: the request's idempotency key, checked and recorded in the job's own transaction."""
         algo, choice = self.check_request(req, self.caller_readonly(token))
         self.check_webhook(req)
         recipe = RECIPES[req.sep_type]
@@ -237,11 +266,17 @@ class Intake:
                 else "Please upload an audio file (field 'audiofile') or give a 'url'"
             )
         infos = {role: self.probe(uploads[role]) for role in recipe.inputs}
+        uploads = {role: uploads[role].hashed() for role in recipe.inputs}  # hashed outside the transaction
 
         def write(s: Session, stored: list[str]) -> Job:
             user = self.caller(s, token)
+            if once is not None:  # before the limits: a twin that got in first must answer, not be refused
+                once.check(s)
             self.check_limits(s, user)
-            return self.insert_job(s, user, req, algo, choice, uploads, infos, stored)
+            job = self.insert_job(s, user, req, algo, choice, uploads, infos, stored)
+            if once is not None:
+                once.record(s, job)
+            return job
 
         return self.insert_and_commit(write)
 
@@ -256,8 +291,9 @@ class Intake:
         infos: dict[str, audio.AudioInfo],
         stored: list[str],
     ) -> Job:
-        """Store the inputs and add the job, its work items and its charge. `stored` collects the storage
-        keys written, so that the caller removes them if the transaction does not commit."""
+        """Store the inputs and add the job, its work items and its charge; or, when a finished job made these
+        outputs already (reuse.py), the job done at once with copies of them. `stored` collects the storage keys
+        written, so that the caller removes them if the transaction does not commit."""
         recipe = RECIPES[req.sep_type]
         main_role = recipe.inputs[0]
         main = infos[main_role]
@@ -265,6 +301,7 @@ class Intake:
         now = utcnow()
         hash_value = self._unique_hash(s, now, uploads[main_role].filename)
         token = storage_token()
+        digests = {role: uploads[role].content_hash() for role in recipe.inputs}
         inputs: dict[str, dict] = {}
         for role in recipe.inputs:
             up, info = uploads[role], infos[role]
@@ -279,7 +316,9 @@ class Intake:
                 "sample_rate": info.sample_rate,
                 "channels": info.channels,
                 "media": info.media,
+                "sha256": digests[role],
             }
+        reuse_key = result_key(req.sep_type, choice.as_dict(), req.output_format, digests)
         job = Job(
             hash=hash_value,
             user_id=user.id if user else None,
@@ -298,14 +337,25 @@ class Intake:
             created_at=now,
             updated_at=now,
             expires_at=now + timedelta(hours=self.settings.retention_hours),
+            result_key=reuse_key,
         )
+        source = self.reuse.source(s, reuse_key, user)
+        files = self.reuse.copy_outputs(source, job, algo.name, choice, stored) if source is not None else None
+        reused = source if files is not None else None
+        if reused is not None:
+            if self.settings.reuse_charge == "none":
+                cost = job.credits_charged = 0
+            job.status, job.files, job.reused_from, job.finished_at = JobStatus.DONE, files, reused.id, now
         s.add(job)
         s.flush()
-        self._add_work_items(s, job, recipe, main)
+        if reused is None:
+            self._add_work_items(s, job, recipe, main)
+        else:
+            webhooks.queue_event(s, job)  # in this transaction, as every job's end
         if cost and user is not None:
             accounts.change_credits(s, user, -cost, "charge", job_id=job.id)
         log.info(
-            "job %s: created (sep_type %s, %s%s, %.1f s, plan %s, %s credit(s), %d piece(s))",
+            "job %s: created (sep_type %s, %s%s, %.1f s, plan %s, %s credit(s), %s)",
             hash_value,
             req.sep_type,
             choice.as_dict(),
@@ -313,7 +363,7 @@ class Intake:
             main.duration,
             plan,
             cost,
-            job.all_chunks,
+            f"{job.all_chunks} piece(s)" if reused is None else f"done at once with the outputs of job {reused.hash}",
         )
         return job
 

@@ -55,6 +55,7 @@ _STATUS_QUERY = select(
     Job.output_format,
     Job.finished_at,
     Job.updated_at,
+    Job.reused_from,
     case((_QUEUED, _QUEUE_COUNT), else_=0).label("queue_count"),
     case((_QUEUED, _AHEAD), else_=0).label("ahead"),
 ).where(Job.hash == bindparam("hash"))

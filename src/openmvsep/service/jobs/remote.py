@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from openmvsep.algorithms.recipes import RECIPES
 from openmvsep.net import REMOTE_TYPES, RemoteFetchError, direct_url
 from openmvsep.service.errors import ServiceError
+from openmvsep.service.idempotency import Once
 from openmvsep.service.jobs.intake import Intake, JobRequest, Upload
 from openmvsep.service.jobs.pricing import plan_of
 from openmvsep.store.db import utcnow
@@ -27,7 +28,10 @@ class RemoteIntake:
         self.intake = intake
         self.db = intake.db
 
-    def create(self, token: str | None, req: JobRequest, url: str, remote_type: str) -> RemoteJob:
+    def create(
+        self, token: str | None, req: JobRequest, url: str, remote_type: str, once: Once | None = None
+    ) -> RemoteJob:
+        """Queue the download. `once`: the request's idempotency key, checked and recorded in this transaction."""
         remote_type = (remote_type or "direct").strip().lower()
         if remote_type not in REMOTE_TYPES:
             raise ServiceError(f"remote_type must be one of {', '.join(REMOTE_TYPES)}")
@@ -43,6 +47,8 @@ class RemoteIntake:
             raise ServiceError("This algorithm needs uploaded files; a url cannot be used")
         with self.db.session() as s:
             user = self.intake.caller(s, token)
+            if once is not None:  # before the limits: a twin that got in first must answer, not be refused
+                once.check(s)
             self.intake.check_limits(s, user)
             now = utcnow()
             remote = RemoteJob(
@@ -63,6 +69,8 @@ class RemoteIntake:
                 updated_at=now,
             )
             s.add(remote)
+            if once is not None:
+                once.record(s, remote)
         log.info("download %s: queued (%s)", remote.short_hash, remote_type)
         return remote
 
@@ -90,6 +98,7 @@ class RemoteIntake:
         )
         algo, choice = self.intake.check_request(req, owner)
         info = self.intake.probe(upload)
+        upload = upload.hashed()  # outside the transaction (result reuse compares contents)
 
         def write(s: Session, stored: list[str]) -> Job:
             remote = s.get(RemoteJob, remote_id)
