@@ -30,6 +30,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
         rate_limit_per_minute=0,
         janitor_interval_seconds=3600,
         qc_default_dataset_tracks=0,
+        precision="fp32",  # outputs compared exactly on any machine; `auto` has its own tests
     )
     base.update(overrides)
     return Settings(**base)

@@ -32,6 +32,7 @@ class Server:
             "OPENMVSEP_DATA_DIR": str(data_dir),
             "OPENMVSEP_WORKERS": str(workers),
             "OPENMVSEP_WORKER_POLL_SECONDS": "0.2",
+            "OPENMVSEP_PRECISION": "fp32",  # as conftest.make_settings
             **{k: str(v) for k, v in env.items()},
         }
         self.log_path = Path(data_dir).parent / f"serve-{self.port}.log"  # a file: a full pipe would block it

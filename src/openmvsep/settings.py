@@ -74,7 +74,8 @@ class Settings(BaseSettings):
 
     # Engine.
     device: str = "auto"  # auto: CUDA when there is one
-    precision: str = "fp32"  # fp32 | fp16 | bf16 for model runs
+    # auto: bf16 on processors with bf16 matrix units (AVX-512 BF16, AMX), fp32 elsewhere; fp32 forces full precision
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     batch_size: int = 0  # chunks per model call; 0: one on CPU, four on a GPU
     auto_download: bool = False  # fetch registered weights on first use
     compile_models: bool = False  # torch.compile each model when a worker loads it

@@ -67,7 +67,7 @@ def test_matches_reference_to_80_db(fixture, batch_size):
             assert quality >= 80, f"{name}/{case}/{stem}: {quality:.1f} dB (batch {batch_size})"
 
 
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "auto"])
 def test_half_precisions_stay_within_40_db_of_fp32(fixture, precision):
     name, loaded, cases = fixture
     mix = cases["input__noise_odd"]

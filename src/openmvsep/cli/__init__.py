@@ -424,7 +424,7 @@ def infer(
     sep_type: Optional[int] = typer.Option(None, help="Use the registry's model for this MVSep sep_type instead"),
     opt1: Optional[str] = typer.Option(None, help="With --sep-type: the add_opt1 key (model)"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:1, or auto"),
-    precision: str = typer.Option("fp32", help="fp32, fp16 or bf16"),
+    precision: str = typer.Option("auto", help="auto (bf16 on CPUs with bf16 units, else fp32), fp32, fp16 or bf16"),
     batch_size: int = typer.Option(0, help="Chunks per model call (0: one on CPU, four on a GPU)"),
     overlap: Optional[int] = typer.Option(None, help="Overlap count (default: the config's inference.num_overlap)"),
     tta: bool = typer.Option(False, help="Average with channel-swapped and polarity-inverted passes"),

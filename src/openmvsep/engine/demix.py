@@ -18,13 +18,12 @@ Steps, with C the chunk size, S = C // num_overlap the step, F = C // 10 the fad
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from openmvsep.engine.precision import autocast_for
 
 
 @dataclass(frozen=True)
@@ -61,15 +60,6 @@ def fade_window(plan: ChunkPlan, device: torch.device | None = None) -> torch.Te
         window[-plan.fade :] = torch.linspace(1, 0, plan.fade, device=device)
         window[: plan.fade] = torch.linspace(0, 1, plan.fade, device=device)
     return window
-
-
-def autocast_for(device: torch.device, precision: str):
-    """fp16/bf16 through autocast (weights stay fp32, so STFTs and norms keep their precision)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
 
 
 def _chunks(mix: torch.Tensor, plan: ChunkPlan) -> Iterator[tuple[int, int, torch.Tensor]]:

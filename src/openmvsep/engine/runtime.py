@@ -24,7 +24,7 @@ class Runtime:
     registry: WeightsRegistry
     cache: ModelCache = field(default_factory=lambda: ModelCache(2))
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"  # engine.precision.CHOICES
     batch_size: int = 0  # 0: automatic (separator.separate)
     auto_download: bool = False
     compile: bool = False  # torch.compile models as they load

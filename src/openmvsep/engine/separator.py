@@ -18,8 +18,9 @@ import torch
 
 from openmvsep.engine.checkpoints import apply_state_dict, load_state_dict
 from openmvsep.engine.config import Config, ConfigError, load_config
-from openmvsep.engine.demix import ChunkPlan, autocast_for, demix
+from openmvsep.engine.demix import ChunkPlan, demix
 from openmvsep.engine.models import build_model
+from openmvsep.engine.precision import autocast_for, resolve
 
 if TYPE_CHECKING:  # demucs is imported only where an htdemucs model runs
     from demucs.apply import BagOfModels
@@ -270,6 +271,7 @@ def separate(
     mix = np.asarray(mix, dtype=np.float32)
     if mix.ndim == 1:
         mix = mix[None]
+    precision = resolve(precision, loaded.device, loaded.model_type)
     original = mix
     was_mono = mix.shape[0] == 1 and loaded.channels == 2
     if was_mono:

@@ -11,8 +11,8 @@ reference's, reorganised for speed:
 * attention goes through `scaled_dot_product_attention`;
 * the rotary (RoPE) and polar (PoPE) tables are built once per forward, with positions in fp32 (the
   reference builds them in the query dtype, which rounds positions above 2048 under fp16 autocast);
-* STFT, mask application and iSTFT always run in fp32, so a model cast to fp16/bf16, or run under
-  autocast, only computes its network in low precision.
+* STFT, the band split, mask application and iSTFT always run in fp32, so a model cast to fp16/bf16, or
+  run under autocast, only computes its network in low precision.
 
 Shapes: the input is (batch, channels, samples) (or (batch, samples) for mono models). `BSRoformer`
 returns (batch, stems, channels, samples); `MelBandRoformer` returns the same, except that it drops the
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from openmvsep.engine.config import Config, ConfigError
 from openmvsep.engine.mel import slaney_mel_filterbank
+from openmvsep.engine.precision import full_precision
 
 __all__ = [
     "BSRoformer",
@@ -339,6 +340,12 @@ class BandSplit(_Fp32Buffers):
 
     def forward(self, features: Tensor) -> Tensor:
         """features: (F·S·2 + 1, frames) with a zero last row → (bands, frames, dim)."""
+        # In fp32 under autocast: its inputs are raw spectrogram values, whose rounding to bf16 alone costs a
+        # full-size model's output 6 dB of SNR against fp32 (36 dB → 42.6 dB with this block in fp32).
+        with full_precision(features.device):
+            return self._split(features.float())
+
+    def _split(self, features: Tensor) -> Tensor:
         # Each band is Sequential(RMSNorm, Linear); torch types container items as bare Modules.
         bands = [
             (cast(RMSNorm, seq[0]), cast(nn.Linear, seq[1]))
