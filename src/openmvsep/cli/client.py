@@ -44,15 +44,15 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)  # whole lines: scripts grep them
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".aiff", ".aif", ".mp4", ".wma"}
-SERVER = typer.Option(None, "--server", help=f"The server's base URL [else ${SERVER_ENV}, the config file, mvsep.com]")
-TOKEN = typer.Option(None, "--token", help=f"API token [else ${TOKEN_ENVS[0]} or ${TOKEN_ENVS[1]}, the config file]")
+SERVER = typer.Option(None, "--server", help=f"The server's base URL (else ${SERVER_ENV}, the config file, mvsep.com)")
+TOKEN = typer.Option(None, "--token", help=f"API token (else ${TOKEN_ENVS[0]} or ${TOKEN_ENVS[1]}, the config file)")
 
 
 @client_app.callback()
 def main(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(
-        None, "--config", help=f"The config file [else ${CONFIG_ENV}, else ~/.config/openmvsep/client.toml]"
+        None, "--config", help=f"The config file (else ${CONFIG_ENV}, else ~/.config/openmvsep/client.toml)"
     ),
 ) -> None:
     ctx.obj = config_path(config)
