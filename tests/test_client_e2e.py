@@ -11,7 +11,16 @@ import subprocess
 import httpx
 import pytest
 
-from openmvsep.client import AsyncMVSepClient, JobStatus, MVSepClient, MVSepError, NotFound, RetryPolicy
+from openmvsep.client import (
+    AsyncMVSepClient,
+    JobStatus,
+    MVSepClient,
+    MVSepError,
+    NotFound,
+    RetryPolicy,
+    TooManyJobs,
+    Unavailable,
+)
 
 from conftest import stereo_mix, wav_bytes
 from processes import Server
@@ -49,16 +58,23 @@ def test_create_wait_download_and_resume_a_cut_download(served, tmp_path):
             ranges.append(request.headers.get("Range"))
 
     http = httpx.Client(timeout=60, event_hooks={"request": [record]})
+    sent: list[tuple[int, int]] = []
+    received: list[tuple[int, int | None]] = []
     with MVSepClient(server.url + "/api", token=token, http=http) as mv:
-        job = mv.create(song, sep_type=55, add_opt1="dsp", output_format=1)
+        job = mv.create(song, sep_type=55, add_opt1="dsp", output_format=1, on_upload=lambda *a: sent.append(a))
         assert job.hash and job.link
+        size = song.stat().st_size
+        assert sent[-1] == (size, size) and all(a[0] <= b[0] for a, b in zip(sent, sent[1:]))
         done = mv.wait(job.hash, on_progress=lambda s: seen.append(s.status), poll_interval=0.2, timeout=120)
         assert isinstance(done, JobStatus) and done.done and done.hash == job.hash
         assert seen[-1] == "done" and set(seen[:-1]) <= {"waiting", "processing", "distributing", "merging"}
         assert done.files and all(f.url and f.download and f.type for f in done.files)
 
-        paths = mv.download_all(done, tmp_path / "stems")
+        paths = mv.download_all(done, tmp_path / "stems", on_bytes=lambda *a: received.append(a))
         assert [p.name for p in paths] == [f.download for f in done.files]
+        whole_size = sum(p.stat().st_size for p in paths)
+        assert received[-1] == (whole_size, whole_size)  # every file counted, against the sizes the server gave
+        assert all(a[0] <= b[0] for a, b in zip(received, received[1:]))
         whole = {p: p.read_bytes() for p in paths}
         assert all(len(b) > 1000 and b[:4] == b"RIFF" for b in whole.values())
         assert ranges == [None] * len(paths)
@@ -130,11 +146,17 @@ def test_account_catalogue_and_quality_checker_reads_async(served, tmp_path):
             async def on_progress(status: JobStatus) -> None:
                 progress.append(status.status)
 
-            job = await mv.create(song, sep_type=55, add_opt1="dsp", output_format=2)
+            sent: list[tuple[int, int]] = []
+            received: list[tuple[int, int | None]] = []
+            job = await mv.create(
+                song, sep_type=55, add_opt1="dsp", output_format=2, on_upload=lambda *a: sent.append(a)
+            )
+            assert sent[-1] == (song.stat().st_size,) * 2
             done = await mv.wait(job.hash, on_progress=on_progress, poll_interval=0.2, timeout=120)
             assert progress[-1] == "done"
-            paths = await mv.download_all(done, tmp_path)
+            paths = await mv.download_all(done, tmp_path, on_bytes=lambda *a: received.append(a))
             assert paths and all(p.read_bytes()[:4] == b"fLaC" for p in paths)
+            assert received[-1] == (sum(p.stat().st_size for p in paths),) * 2
 
             history = await mv.history(limit=20)
             assert job.hash in {h.hash for h in history}
@@ -177,3 +199,29 @@ def test_cancel_a_queued_job(tmp_path):
             assert twice.value.message and "HTTP" not in twice.value.message
     finally:
         server.stop()
+
+
+def test_a_create_beyond_the_plan_is_too_many_jobs_and_a_server_gone_is_unavailable(tmp_path):
+    server = Server(tmp_path / "data", workers=0, OPENMVSEP_RATE_LIMIT_PER_MINUTE=0, OPENMVSEP_FREE_CONCURRENT_JOBS=1)
+    try:
+        token = server.cli("user", "create", "--email", EMAIL, "--password", PASSWORD, "--credits", "10")
+        token = token.strip().splitlines()[-1]
+        with MVSepClient(server.url, token=token) as mv:
+            mv.create(wav_bytes(stereo_mix(0.5)), sep_type=55, add_opt1="dsp")
+            with pytest.raises(TooManyJobs) as busy:
+                mv.create(wav_bytes(stereo_mix(0.5, seed=1)), sep_type=55, add_opt1="dsp")
+            raw = _raw(server, "/api/separation/create", "-F", f"api_token={token}", "-F", "sep_type=55",
+                       "-F", f"audiofile=@{_write(tmp_path / 'b.wav')}")  # fmt: skip
+            assert busy.value.message == raw["data"]["message"]
+            with pytest.raises(MVSepError) as other:  # another refusal of a create is not mistaken for it
+                mv.create(wav_bytes(stereo_mix(0.5)), sep_type=987654)
+            assert not isinstance(other.value, TooManyJobs)
+    finally:
+        server.stop()
+    with MVSepClient(server.url, retry=RetryPolicy(attempts=1)) as gone, pytest.raises(Unavailable):
+        gone.get("any")
+
+
+def _write(path):
+    path.write_bytes(wav_bytes(stereo_mix(0.5, seed=2)))
+    return path

@@ -7,6 +7,7 @@ an `MVSepError` that carries the server's own message.
 from __future__ import annotations
 
 import email.utils
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ from typing import IO, Any, Generic, TypeVar, Union
 import httpx
 
 from . import models
-from .errors import MVSepError, NotFound, server_message
+from .errors import MVSepError, NotFound, TooManyJobs, Unavailable, says_too_many_jobs, server_message
 
 T = TypeVar("T")
 
 # An upload: a path (opened afresh for each attempt, so a retried request sends the whole file again) or bytes.
 Upload = Union[str, Path, bytes]
+# Told (bytes sent so far, bytes to send) as an upload goes out; a retried attempt starts again from 0.
+UploadProgress = Callable[[int, int], None]
 
 
 @dataclass
@@ -38,6 +41,9 @@ class Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     # Calls whose answer is a bare JSON array or object with no `success` key (algorithms, news, demo, queue).
     bare: bool = False
+    # Creates: a refusal that says the account runs too many jobs is raised as TooManyJobs.
+    starts_a_job: bool = False
+    on_upload: UploadProgress | None = None
 
 
 def _clean(values: dict[str, Any]) -> dict[str, Any]:
@@ -48,14 +54,56 @@ def open_files(call: Call[Any]) -> tuple[dict[str, Any], list[IO[bytes]]]:
     """The `files=` argument for httpx, and the handles to close after the attempt."""
     out: dict[str, Any] = {}
     handles: list[IO[bytes]] = []
+    meter = _Meter(call.on_upload, call.files) if call.on_upload else None
     for name, upload in call.files.items():
+        handle: Any
         if isinstance(upload, bytes):
-            out[name] = (f"{name}.bin", upload, "application/octet-stream")
+            filename, handle = f"{name}.bin", (io.BytesIO(upload) if meter else upload)
         else:
-            handle = open(upload, "rb")
+            filename, handle = Path(upload).name, open(upload, "rb")
             handles.append(handle)
-            out[name] = (Path(upload).name, handle, "application/octet-stream")
+        out[name] = (filename, meter.watch(name, handle) if meter else handle, "application/octet-stream")
     return out, handles
+
+
+class _Meter:
+    """Counts the bytes httpx reads from the upload files as it streams the request (it reads each 64 KiB piece
+    just before sending it) and reports the sum."""
+
+    def __init__(self, report: UploadProgress, files: dict[str, Upload]):
+        self.report = report
+        self.total = sum(len(u) if isinstance(u, bytes) else Path(u).stat().st_size for u in files.values())
+        self.read: dict[str, int] = {}
+
+    def watch(self, name: str, handle: IO[bytes]) -> _Metered:
+        self.read[name] = 0
+        return _Metered(handle, lambda position: self._moved(name, position))
+
+    def _moved(self, name: str, position: int) -> None:
+        self.read[name] = position
+        self.report(sum(self.read.values()), self.total)
+
+
+class _Metered:
+    """A file handle that says where it is after each read or seek; everything else is the handle's own (httpx
+    asks `fileno()` or `seek`/`tell` for the length)."""
+
+    def __init__(self, handle: IO[bytes], moved: Callable[[int], None]):
+        self._handle = handle
+        self._moved = moved
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._moved(self._handle.tell())
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._handle.seek(offset, whence)
+        self._moved(position)
+        return position
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
 
 
 def read_answer(response: httpx.Response, call: Call[Any]) -> Any:
@@ -64,7 +112,7 @@ def read_answer(response: httpx.Response, call: Call[Any]) -> Any:
         body = response.json()
     except ValueError:
         snippet = response.text[:200].strip()
-        raise MVSepError(
+        raise (Unavailable if response.status_code >= 500 else MVSepError)(
             f"HTTP {response.status_code} from {call.path}: not JSON ({snippet or 'empty body'})",
             status_code=response.status_code,
             body=response.text,
@@ -77,6 +125,10 @@ def read_answer(response: httpx.Response, call: Call[Any]) -> Any:
     message = server_message(body) or f"HTTP {response.status_code} from {call.path}"
     if (isinstance(body, dict) and body.get("status") == "not_found") or response.status_code == 404:
         raise NotFound(message, status_code=response.status_code, body=body)
+    if response.status_code >= 500:
+        raise Unavailable(message, status_code=response.status_code, body=body)
+    if call.starts_a_job and says_too_many_jobs(message):
+        raise TooManyJobs(message, status_code=response.status_code, body=body)
     raise MVSepError(message, status_code=response.status_code, body=body)
 
 
@@ -141,6 +193,7 @@ def create(
     webhook_url: str | None = None,
     extra_files: dict[str, Upload] | None = None,
     idempotency_key: str | None = None,
+    on_upload: UploadProgress | None = None,
 ) -> Call[models.CreatedJob]:
     data = _clean(
         {
@@ -161,7 +214,16 @@ def create(
     if audiofile is not None:
         files["audiofile"] = audiofile
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    return Call("POST", "/api/separation/create", models.CreatedJob.from_json, data=data, files=files, headers=headers)
+    return Call(
+        "POST",
+        "/api/separation/create",
+        models.CreatedJob.from_json,
+        data=data,
+        files=files,
+        headers=headers,
+        starts_a_job=True,
+        on_upload=on_upload,
+    )
 
 
 def get(hash_value: str, token: str | None = None) -> Call[models.JobStatus]:
@@ -290,6 +352,7 @@ def qc_add(
     password: str,
     dataset_type: int = 0,
     ensemble: bool = False,
+    on_upload: UploadProgress | None = None,
 ) -> Call[models.QcAdded]:
     data = _clean(
         {
@@ -301,7 +364,14 @@ def qc_add(
             "ensemble": int(ensemble),
         }
     )
-    return Call("POST", "/api/quality_checker/add", models.QcAdded.from_json, data=data, files={"zipfile": zipfile})
+    return Call(
+        "POST",
+        "/api/quality_checker/add",
+        models.QcAdded.from_json,
+        data=data,
+        files={"zipfile": zipfile},
+        on_upload=on_upload,
+    )
 
 
 def qc_delete(entry_id: int, password: str, token: str | None = None) -> Call[models.Message]:

@@ -1,7 +1,20 @@
-"""What the client raises: always the server's own words, never a KeyError on an unexpected body."""
+"""What the client raises: always the server's own words, never a KeyError on an unexpected body.
+
+    MVSepError              the server refused or failed a call; `message` is its text
+     ├── NotFound           the hash (or entry) is unknown, deleted or expired
+     ├── JobFailed          the separation ended as `failed`
+     ├── TooManyJobs        a create refused because the account runs as many jobs as its plan allows
+     ├── DownloadError      a download's size is not the one the server announced
+     └── Unavailable        transient: no answer, or 5xx / 429 after every retry; a later try may pass
+          └── RateLimited   429 answers kept coming
+
+Callers catch by meaning: `Unavailable` is worth trying again later, the others are the server's last word on
+that request.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -15,8 +28,17 @@ class MVSepError(Exception):
         self.body = body
 
 
-class RateLimited(MVSepError):
+class Unavailable(MVSepError):
+    """The server could not be reached, or kept failing (5xx, 429) after every retry: another try later may pass."""
+
+
+class RateLimited(Unavailable):
     """429 answers kept coming after every retry."""
+
+
+class TooManyJobs(MVSepError):
+    """A create refused because the account already runs as many jobs as its plan allows (MVSep: one for a free
+    account). Nothing was created; the same create passes once one of those jobs has ended."""
 
 
 class NotFound(MVSepError):
@@ -29,6 +51,16 @@ class JobFailed(MVSepError):
 
 class DownloadError(MVSepError):
     """A download ended with a size other than the one the server announced."""
+
+
+# How servers word the refusal of one job too many. openmvsep: "You already have 1 separation(s) in progress; your
+# plan allows 1 at a time." MVSep's own wording is unpublished; the clients that handle it look for "too many".
+_TOO_MANY_JOBS = re.compile(r"too many|at a time|concurrent|already have .*(in progress|running|processing)", re.I)
+
+
+def says_too_many_jobs(message: str) -> bool:
+    """Whether a create's refusal says the account runs as many jobs as it may."""
+    return bool(_TOO_MANY_JOBS.search(message))
 
 
 def server_message(body: Any) -> str | None:

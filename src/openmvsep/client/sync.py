@@ -11,7 +11,7 @@ import httpx
 
 from . import calls, models, transfer
 from .calls import Call, RetryPolicy, Upload
-from .errors import DownloadError, JobFailed, MVSepError, RateLimited
+from .errors import JobFailed, MVSepError, RateLimited, Unavailable
 
 T = TypeVar("T")
 DEFAULT_BASE_URL = "https://mvsep.com"
@@ -78,7 +78,7 @@ class MVSepClient:
                 )
             except httpx.TransportError as exc:
                 if not calls.should_retry(call, None) or attempt + 1 == self.retry.attempts:
-                    raise MVSepError(f"{call.path}: {exc.__class__.__name__}: {exc}") from exc
+                    raise Unavailable(f"{call.path}: {exc.__class__.__name__}: {exc}") from exc
                 last = None
                 self._sleep(self.retry.delay(attempt, None))
                 continue
@@ -102,8 +102,10 @@ class MVSepClient:
     # ---- separations ---------------------------------------------------------------------------------------
 
     def create(self, audiofile: Upload | None, sep_type: int, **options: Any) -> models.CreatedJob:
-        """Start a separation. `options`: add_opt1…4, output_format, is_demo, url, remote_type, webhook_url, and
-        idempotency_key: with one, a 5xx or a broken connection is retried too (the server answers the first job)."""
+        """Start a separation. `options`: add_opt1…4, output_format, is_demo, url, remote_type, webhook_url,
+        on_upload(sent, total) to follow the upload, and idempotency_key: with one, a 5xx or a broken connection is
+        retried too (the server answers the first job). A refusal because the account runs as many jobs as its plan
+        allows raises TooManyJobs."""
         job = self.call(calls.create(self._token(), sep_type, audiofile, **options))
         if not job.hash:
             raise MVSepError("the server accepted the job but sent no hash", body=job.raw)
@@ -147,8 +149,11 @@ class MVSepClient:
 
     # ---- downloads -----------------------------------------------------------------------------------------
 
-    def download(self, file: models.OutputFile | str, dest: Path) -> Path:
-        """Download one file into the folder `dest` (or to the path `dest`), resuming a `.part` left by a cut."""
+    def download(
+        self, file: models.OutputFile | str, dest: Path, *, on_bytes: transfer.DownloadProgress | None = None
+    ) -> Path:
+        """Download one file into the folder `dest` (or to the path `dest`), resuming a `.part` left by a cut.
+        `on_bytes(have, total)` is told the bytes on disk as they arrive (total: None until the server says)."""
         target = transfer.target_for(file, Path(dest))
         if target.complete():
             return target.path
@@ -167,13 +172,19 @@ class MVSepClient:
                         if calls.should_retry(calls.DOWNLOAD, response) and attempt + 1 < self.retry.attempts:
                             self._sleep(self.retry.delay(attempt, response))
                             continue
-                        raise MVSepError(
-                            calls.read_error_text(response, calls.DOWNLOAD), status_code=response.status_code
+                        text = calls.read_error_text(response, calls.DOWNLOAD)
+                        raise (Unavailable if response.status_code >= 500 else MVSepError)(
+                            text, status_code=response.status_code
                         )
                     else:
-                        with open(target.part, "ab" if transfer.resumes(response, have) else "wb") as out:
+                        resumed = transfer.resumes(response, have)
+                        got = have if resumed else 0
+                        with open(target.part, "ab" if resumed else "wb") as out:
                             for chunk in response.iter_bytes():
                                 out.write(chunk)
+                                got += len(chunk)
+                                if on_bytes is not None:
+                                    on_bytes(got, total)
             except httpx.TransportError:
                 if attempt + 1 == self.retry.attempts:
                     break
@@ -181,14 +192,30 @@ class MVSepClient:
                 continue
             if transfer.finish(target, total):
                 return target.path
-        raise DownloadError(f"{target.url}: incomplete after {self.retry.attempts} attempts ({target.have()} bytes)")
+        raise Unavailable(
+            f"{target.url}: the download broke off {self.retry.attempts} times ({target.have()} bytes kept; "
+            "the next try resumes there)"
+        )
 
-    def download_all(self, job: models.JobStatus, dest: Path) -> list[Path]:
-        """Every output file of a done job into the folder `dest`; files already there are skipped."""
+    def download_all(
+        self, job: models.JobStatus, dest: Path, *, on_bytes: transfer.DownloadProgress | None = None
+    ) -> list[Path]:
+        """Every output file of a done job into the folder `dest`; files already there are skipped.
+        `on_bytes(have, total)` counts all the files together (total: None unless the server gave every size)."""
         if not job.done:
             raise MVSepError(f"separation {job.hash} is {job.status}, not done")
         Path(dest).mkdir(parents=True, exist_ok=True)
-        return [self.download(f, Path(dest)) for f in job.files]
+        expected = transfer.expected_total(job.files)
+        paths: list[Path] = []
+        before = 0  # bytes of the files already finished
+        for f in job.files:
+            report = None if on_bytes is None else transfer.offset(on_bytes, before, expected)
+            path = self.download(f, Path(dest), on_bytes=report)
+            paths.append(path)
+            before += path.stat().st_size
+            if on_bytes is not None:
+                on_bytes(before, expected)
+        return paths
 
     # ---- account and catalogue -----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ ignores Range answers 200 and the file starts over.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from .errors import DownloadError
 from .models import OutputFile
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+# Told (bytes on disk, whole size or None while unknown) as a download goes.
+DownloadProgress = Callable[[int, "int | None"], None]
 
 
 @dataclass
@@ -84,3 +87,14 @@ def finish(target: Target, total: int | None) -> bool:
         raise DownloadError(f"{target.url}: got {size} bytes, expected {wanted}")
     target.part.replace(target.path)
     return True
+
+
+def expected_total(files: list[OutputFile]) -> int | None:
+    """The bytes of all of a job's files, when the server gave every file's exact size (`files[].bytes`)."""
+    sizes = [f.bytes for f in files]
+    return sum(s for s in sizes if s is not None) if sizes and None not in sizes else None
+
+
+def offset(report: DownloadProgress, before: int, total: int | None) -> DownloadProgress:
+    """One file's progress told as the whole job's: the bytes of the files before it added, the job's total."""
+    return lambda have, _size: report(before + have, total)
