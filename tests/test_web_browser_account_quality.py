@@ -9,19 +9,14 @@ Screenshots of each page go to $OPENMVSEP_SCREENSHOTS (default: the test's tempo
 
 from __future__ import annotations
 
-import io
-import os
 import re
-import zipfile
-from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+
+from webpage import CHROMIUM, qc_submission, register_in_browser, screenshots, watch
 
 from processes import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Chromium is not installed (apt-get install chromium; .ci/run does it)"
@@ -52,37 +47,11 @@ def browser():
         b.close()
 
 
-def submission(dataset: Path, levels: dict[str, float]) -> bytes:
-    """Each song's reference stems plus white noise at `levels` × their RMS, zipped as `<song>_<stem>.wav`."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for i, song in enumerate(sorted(p.name for p in dataset.iterdir() if p.is_dir())):
-            for stem, level in levels.items():
-                ref, rate = sf.read(dataset / song / f"{stem}.wav", dtype="int16", always_2d=True)
-                noise = np.random.default_rng(i).standard_normal(ref.shape) * level * np.sqrt(np.mean(ref**2.0))
-                out = io.BytesIO()
-                sf.write(out, np.clip(ref + noise, -32768, 32767).astype(np.int16), rate, format="WAV")
-                z.writestr(f"{song}_{stem}.wav", out.getvalue())
-    return buf.getvalue()
-
-
 def test_quality_checker_submit_leaderboard_entry_plot_and_token_regeneration(server, browser, tmp_path):
-    shots = Path(os.environ.get("OPENMVSEP_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path / "screenshots")
     page = browser.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.set_default_timeout(30_000)
-
-    page.goto(server.url + "/register")
-    page.get_by_label("Name").fill("Ann")
-    page.get_by_label("E-mail").fill("ann@example.com")
-    page.get_by_label("Password", exact=True).fill("correct horse 1")
-    page.get_by_label("Password again").fill("correct horse 1")
-    page.get_by_role("button", name="Register").click()
-    page.wait_for_url(server.url + "/")
+    errors = watch(page)
+    register_in_browser(page, server.url)
 
     page.goto(server.url + "/quality_checker/")
     assert page.locator("table.datasets tbody tr").count() == 1
@@ -98,7 +67,9 @@ def test_quality_checker_submit_leaderboard_entry_plot_and_token_regeneration(se
         page.get_by_label("Password (needed to delete the entry later)").fill("delete-me")
         page.set_input_files(
             "#zipfile",
-            files=[{"name": "entry.zip", "mimeType": "application/zip", "buffer": submission(server.dataset, levels)}],
+            files=[
+                {"name": "entry.zip", "mimeType": "application/zip", "buffer": qc_submission(server.dataset, levels)}
+            ],
         )
         if not ids:
             page.screenshot(path=str(shots / "qc_submit.png"), full_page=True)
