@@ -3,6 +3,8 @@ against a real `openmvsep serve` with one local worker:
 
 * Matchering: a quiet target and a loud reference chosen on /matchering → the job's page follows it to done → the
   result, downloaded, is as loud as the reference;
+* bad files on the Separate page (not audio by type, not audio inside, over the size limit): each gets a plain
+  message on the page, and no job is made;
 * a link: a WAV served by a local HTTP server (private addresses allowed by OPENMVSEP_REMOTE_ALLOW_PRIVATE) given
   on the Separate page → the download's page → the job's page by itself → done, with the link's file name and both
   stems drawn.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import re
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Chromium is not installed (apt-get install chromium; .ci/run does it)"
 )
 RATE = 44100
+UPLOAD_LIMIT = 8 * 1024 * 1024  # bytes: Matchering's two 10 s files fit, the "oversized" one below does not
 
 
 class _Files(http.server.BaseHTTPRequestHandler):
@@ -73,6 +77,7 @@ def server(tmp_path_factory):
         OPENMVSEP_DEVICE="cpu",
         OPENMVSEP_RATE_LIMIT_PER_MINUTE="0",
         OPENMVSEP_REMOTE_ALLOW_PRIVATE="true",  # the linked file is on this machine
+        OPENMVSEP_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT),
     )
     yield s
     s.stop()
@@ -156,3 +161,44 @@ def test_a_link_is_downloaded_then_separated_to_done(server, visitor, files):
     assert page.locator("main h1").inner_text() == "Linked Song.wav"
     page.screenshot(path=str(shots / "link-result.png"), full_page=True)
     assert visitor.errors == []
+
+
+def made(page, server) -> list[str]:
+    """The hashes on the user's History page."""
+    return re.findall(r'<tr data-hash="([^"]+)"', page.request.get(server.url + "/history").text())
+
+
+def test_bad_files_get_a_plain_message_on_the_page_and_make_no_job(server, visitor):
+    page, shots = visitor.page, visitor.shots
+    before = made(page, server)
+    page.goto(server.url + "/")
+    page.get_by_label("Algorithm", exact=True).select_option("55")
+    page.locator('#fields .algorithm[data-sep-type="55"]').wait_for()
+    page.locator("#add_opt1").select_option("dsp")
+    status = page.locator("#form-status")
+    chooser = page.get_by_label("Drop an audio file here, or choose one")
+
+    # Checked in the browser before any byte is sent: the type, then the size (the limit is on the page).
+    chooser.set_input_files(files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not audio\n" * 50}])
+    assert status.inner_text() == "The file 'notes.txt' does not look like audio (text/plain)."
+    page.get_by_role("button", name="Separate").click()
+    assert "does not look like audio" in status.inner_text() and page.url == server.url + "/"
+    assert "8.00 MB" in page.locator("#limits").inner_text()
+    big = b"RIFF" + bytes(UPLOAD_LIMIT + 1024)
+    chooser.set_input_files(files=[{"name": "huge.wav", "mimeType": "audio/wav", "buffer": big}])
+    assert "the limit is 8.00 MB" in status.inner_text()
+    page.screenshot(path=str(shots / "separate-too-large.png"), full_page=True)
+
+    # Audio by its name and type but not inside: the server's own message, shown as it said it.
+    chooser.set_input_files(files=[{"name": "fake.wav", "mimeType": "audio/wav", "buffer": b"not a wav" * 100}])
+    assert status.inner_text() == ""
+    with page.expect_response("**/web/separate") as answer:
+        page.get_by_role("button", name="Separate").click()
+    message = answer.value.json()["data"]["message"]
+    assert answer.value.status == 400 and message
+    status.filter(has_text=message).wait_for()
+    assert page.url == server.url + "/" and status.get_attribute("class") == "error"
+    page.screenshot(path=str(shots / "separate-not-audio.png"), full_page=True)
+
+    assert made(page, server) == before  # no job was made
+    visitor.errors.clear()  # the 400 above is the point
