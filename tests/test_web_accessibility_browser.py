@@ -143,6 +143,8 @@ PAGES = [
     PageCase("status-waiting", "ann", "/result/{waiting}", ready="#status .status[data-status=waiting]"),
     PageCase("link-waiting", "ann", "/web/remote/{remote}", ready="#remote-status[data-status=waiting]"),
     PageCase("not-found", "anonymous", "/result/no-such-separation", ready="[data-message], main p", status=404),
+    PageCase("algorithms-admin", "admin", "/algorithms", ready="[data-install] code"),
+    PageCase("separate-not-runnable-admin", "admin", "/?sep_type=40", ready="#fields [data-install] code"),
     PageCase("admin-users", "admin", "/admin/users", ready="tr[data-user]"),
     PageCase("admin-models", "admin", "/admin/models", ready="table.admin-models tbody tr"),
     PageCase("admin-queue", "admin", "/admin/queue", ready="#queue-live"),

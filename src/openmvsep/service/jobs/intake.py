@@ -27,7 +27,13 @@ from openmvsep.engine.weights import WeightsRegistry
 from openmvsep.service import accounts
 from openmvsep.service.catalog import Algorithm, Catalog, OptionError
 from openmvsep.service.errors import ServiceError
-from openmvsep.service.jobs.pricing import PREMIUM, check_premium_gate, is_premium, plan_and_price
+from openmvsep.service.jobs.pricing import (
+    PREMIUM,
+    check_premium_gate,
+    check_registered_only,
+    is_premium,
+    plan_and_price,
+)
 from openmvsep.service.naming import input_key, job_hash, storage_token
 from openmvsep.service.webhooks import check_webhook_url
 from openmvsep.settings import Settings
@@ -121,6 +127,7 @@ class Intake:
             )
         except OptionError as e:
             raise ServiceError(str(e)) from None
+        check_registered_only(algo, choice, user)
         reason = self.catalog.unavailable_reason(choice)
         if reason:
             raise ServiceError(reason + self._weights_hint(choice))
