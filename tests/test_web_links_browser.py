@@ -123,7 +123,9 @@ def test_matchering_with_two_files_reaches_done_and_sounds_like_the_reference(se
         files=[{"name": "reference.wav", "mimeType": "audio/wav", "buffer": wav_bytes(loud)}]
     )
     page.screenshot(path=str(shots / "matchering-filled.png"), full_page=True)
-    page.get_by_role("button", name="Match").click()
+    with page.expect_request("**/web/separate") as sent:
+        page.get_by_role("button", name="Match").click()
+    assert sent.value.headers.get("accept") == "application/json"  # sent by upload.js, with progress and cancel
     page.wait_for_url(server.url + "/result/**")
     page.locator("#mixer .track[data-drawn=true]").nth(1).wait_for(timeout=120_000)  # the target and the result
     assert page.locator(".stem[data-stem]").evaluate_all("(rows) => rows.map((r) => r.dataset.stem)") == ["Result"]
