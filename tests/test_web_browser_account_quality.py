@@ -79,7 +79,7 @@ def test_quality_checker_submit_leaderboard_entry_plot_and_token_regeneration(se
         page.wait_for_url(re.compile(r".*/quality_checker/entry/\d+$"))
         ids.append(int(page.url.rsplit("/", 1)[1]))
         page.locator("#entry-state", has_text=re.compile(r"^scored")).wait_for(
-            timeout=90_000
+            timeout=180_000
         )  # the page reloads until scored
 
     page.goto(server.url + "/quality_checker/leaderboard/synthetic/")
