@@ -7,19 +7,16 @@ an account that is not an admin gets a 403 page and no Admin link. Screenshots g
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+
+from webpage import CHROMIUM, PASSWORD, log_in, screenshots, watch
 
 from processes import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Chromium is not installed (apt-get install chromium; .ci/run does it)"
 )
-PASSWORD = "correct horse 1"
 
 
 @pytest.fixture
@@ -43,27 +40,14 @@ def browser():
         b.close()
 
 
-def log_in(page, url: str, email: str) -> None:
-    page.goto(url + "/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(url + "/")
-
-
 def test_an_admin_grants_credits_the_api_shows_them_and_others_get_403(server, browser, tmp_path):
-    shots = Path(os.environ.get("OPENMVSEP_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path / "screenshots")
     server.cli("user", "create", "--email", "root@example.com", "--password", PASSWORD, "--admin")
     ann_token = server.cli("user", "create", "--email", "ann@example.com", "--password", PASSWORD).strip()
     ann_token = ann_token.splitlines()[-1]
 
     page = browser.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.set_default_timeout(30_000)
+    errors = watch(page)
 
     log_in(page, server.url, "root@example.com")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin").click()

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from webpage import CHROMIUM, register_in_browser, screenshots, watch
+
 from conftest import stereo_mix, wav_bytes
 from processes import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Chromium is not installed (apt-get install chromium; .ci/run does it)"
@@ -52,23 +52,10 @@ def browser():
 
 
 def test_register_drop_a_file_follow_it_live_and_download_the_stems(server, browser, tmp_path):
-    shots = Path(os.environ.get("OPENMVSEP_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path / "screenshots")
     page = browser.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.set_default_timeout(30_000)
-
-    page.goto(server.url + "/register")
-    page.get_by_label("Name").fill("Ann")
-    page.get_by_label("E-mail").fill("ann@example.com")
-    page.get_by_label("Password", exact=True).fill("correct horse 1")
-    page.get_by_label("Password again").fill("correct horse 1")
-    page.screenshot(path=str(shots / "register.png"), full_page=True)
-    page.get_by_role("button", name="Register").click()
-    page.wait_for_url(server.url + "/")
+    errors = watch(page)
+    register_in_browser(page, server.url, shot=shots / "register.png")
     assert page.get_by_role("button", name="Log out").is_visible()
 
     # The picker: choose the phantom centre, whose DSP option runs without weights; the fields follow (htmx).

@@ -2,26 +2,23 @@
 `openmvsep serve` with one local worker and its small synthetic dataset.
 
 register → submit two generated zips on the Quality Checker form (upload progress, then the entry page, which
-reloads until scored) → the leaderboard re-sorted by a stem's column → the entry page with its per-track plot →
+reloads until scored) → the leaderboard sorted by each stem's column in turn → the entry page with its per-track plot →
 regenerate the API token on the Account page, after which the old token gets the API's error on `/api/app/user`.
 Screenshots of each page go to $OPENMVSEP_SCREENSHOTS (default: the test's temporary folder).
 """
 
 from __future__ import annotations
 
-import io
-import os
 import re
-import zipfile
-from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+
+from webpage import CHROMIUM, qc_submission, register_in_browser, screenshots, watch
 
 from processes import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
+STEMS = ("vocals", "instrum", "bass", "drums", "other")  # the synthetic dataset's, in the leaderboard's order
+VOCAL_MODEL_WINS = {"vocals", "bass", "other"}  # the other entry is the better one on instrum and drums
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Chromium is not installed (apt-get install chromium; .ci/run does it)"
@@ -52,37 +49,11 @@ def browser():
         b.close()
 
 
-def submission(dataset: Path, levels: dict[str, float]) -> bytes:
-    """Each song's reference stems plus white noise at `levels` × their RMS, zipped as `<song>_<stem>.wav`."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for i, song in enumerate(sorted(p.name for p in dataset.iterdir() if p.is_dir())):
-            for stem, level in levels.items():
-                ref, rate = sf.read(dataset / song / f"{stem}.wav", dtype="int16", always_2d=True)
-                noise = np.random.default_rng(i).standard_normal(ref.shape) * level * np.sqrt(np.mean(ref**2.0))
-                out = io.BytesIO()
-                sf.write(out, np.clip(ref + noise, -32768, 32767).astype(np.int16), rate, format="WAV")
-                z.writestr(f"{song}_{stem}.wav", out.getvalue())
-    return buf.getvalue()
-
-
 def test_quality_checker_submit_leaderboard_entry_plot_and_token_regeneration(server, browser, tmp_path):
-    shots = Path(os.environ.get("OPENMVSEP_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path / "screenshots")
     page = browser.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.set_default_timeout(30_000)
-
-    page.goto(server.url + "/register")
-    page.get_by_label("Name").fill("Ann")
-    page.get_by_label("E-mail").fill("ann@example.com")
-    page.get_by_label("Password", exact=True).fill("correct horse 1")
-    page.get_by_label("Password again").fill("correct horse 1")
-    page.get_by_role("button", name="Register").click()
-    page.wait_for_url(server.url + "/")
+    errors = watch(page)
+    register_in_browser(page, server.url)
 
     page.goto(server.url + "/quality_checker/")
     assert page.locator("table.datasets tbody tr").count() == 1
@@ -90,15 +61,17 @@ def test_quality_checker_submit_leaderboard_entry_plot_and_token_regeneration(se
 
     ids = []
     for name, levels in (
-        ("Vocal model", {"vocals": 0.05, "drums": 0.6}),
-        ("Drum model", {"vocals": 0.6, "drums": 0.05}),
+        ("Vocal model", {stem: 0.05 if stem in VOCAL_MODEL_WINS else 0.6 for stem in STEMS}),
+        ("Drum model", {stem: 0.6 if stem in VOCAL_MODEL_WINS else 0.05 for stem in STEMS}),
     ):
         page.goto(server.url + "/quality_checker/add")
         page.get_by_label("Algorithm name").fill(name)
         page.get_by_label("Password (needed to delete the entry later)").fill("delete-me")
         page.set_input_files(
             "#zipfile",
-            files=[{"name": "entry.zip", "mimeType": "application/zip", "buffer": submission(server.dataset, levels)}],
+            files=[
+                {"name": "entry.zip", "mimeType": "application/zip", "buffer": qc_submission(server.dataset, levels)}
+            ],
         )
         if not ids:
             page.screenshot(path=str(shots / "qc_submit.png"), full_page=True)
@@ -106,23 +79,26 @@ def test_quality_checker_submit_leaderboard_entry_plot_and_token_regeneration(se
         page.wait_for_url(re.compile(r".*/quality_checker/entry/\d+$"))
         ids.append(int(page.url.rsplit("/", 1)[1]))
         page.locator("#entry-state", has_text=re.compile(r"^scored")).wait_for(
-            timeout=90_000
+            timeout=180_000
         )  # the page reloads until scored
 
     page.goto(server.url + "/quality_checker/leaderboard/synthetic/")
-    page.locator("#leaderboard thead a[data-sort=drums]").click()
-    page.wait_for_url(re.compile(r".*sort=drums.*"))
+    assert page.locator("#leaderboard thead a[data-sort]").evaluate_all(
+        "(links) => links.map((a) => a.dataset.sort)"
+    ) == list(STEMS)
     rows = page.locator("#leaderboard tbody tr")
-    assert [int(rows.nth(i).get_attribute("data-entry")) for i in range(2)] == [ids[1], ids[0]]
-    page.screenshot(path=str(shots / "qc_leaderboard_drums.png"), full_page=True)
-    page.locator("#leaderboard thead a[data-sort=vocals]").click()
-    page.wait_for_url(re.compile(r".*sort=vocals.*"))
-    assert int(page.locator("#leaderboard tbody tr").first.get_attribute("data-entry")) == ids[0]
+    for stem in reversed(STEMS):  # every stem's column, each ranking its own best first
+        page.locator(f"#leaderboard thead a[data-sort={stem}]").click()
+        page.wait_for_url(re.compile(rf".*sort={stem}\b.*"))
+        best, other = (ids[0], ids[1]) if stem in VOCAL_MODEL_WINS else (ids[1], ids[0])
+        assert [int(rows.nth(i).get_attribute("data-entry")) for i in range(2)] == [best, other], stem
+        assert page.locator("#leaderboard thead th[aria-sort=descending]").inner_text() == stem
+        page.screenshot(path=str(shots / f"qc_leaderboard_{stem}.png"), full_page=True)
 
     page.get_by_role("link", name="Vocal model").click()
     page.wait_for_url(server.url + f"/quality_checker/entry/{ids[0]}")
     plot = page.locator("svg#qc-plot")
-    assert plot.is_visible() and plot.locator("polyline").count() == 2
+    assert plot.is_visible() and plot.locator("polyline").count() == len(STEMS)  # one line per stem
     assert plot.bounding_box()["width"] > 300
     page.screenshot(path=str(shots / "qc_entry.png"), full_page=True)
     page.set_viewport_size({"width": 360, "height": 740})  # a phone: the page itself never scrolls sideways

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import markupsafe
 import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 import openmvsep.web
 from openmvsep.service.catalog import Catalog
 from openmvsep.store.models import User
 from openmvsep.web import picker
+from openmvsep.web.session import _SALT, COOKIE, secret_key
 from webpage import PASSWORD, csrf_of, register
 
 from conftest import Harness, make_settings, stereo_mix, wav_bytes
@@ -395,6 +397,9 @@ def test_an_oversized_upload_is_refused_before_it_is_read(tmp_path):
         assert 'data-max-bytes="100000"' in h.client.get("/").text  # the limit, before any upload
         r = create(h, csrf, seconds=3.0)
         assert r["status"] == 413 and "too large" in r["message"].lower()
+        assert h.ctx.jobs.queries.history(api_token_of(h), 0, 10) == []  # nothing made
+        scratch = h.settings.scratch_root
+        assert not scratch.exists() or not any(scratch.iterdir())  # and no partial upload left behind
     finally:
         h.close()
 
@@ -426,18 +431,23 @@ def test_a_file_that_is_not_audio_is_refused_with_a_plain_message_and_creates_no
     assert site.ctx.jobs.queries.history(api_token_of(site), 0, 10) == []
 
 
-def test_an_expired_session_is_logged_out_and_its_forms_change_nothing(tmp_path):
-    import time
+class _SignedLongAgo(TimestampSigner):
+    """Signs as if it were a month ago: a cookie past any session's age, without waiting for one to expire."""
 
-    h = Harness(make_settings(tmp_path, web_session_hours=1 / 3600), pages=True)  # a one-second session
-    try:
-        csrf = register(h)
-        assert "/account" in h.client.get("/").text  # logged in
-        time.sleep(2.1)
-        page = h.client.get("/").text
-        assert "/account" not in page and "/login" in page  # the cookie is past its age: logged out
-        r = create(h, csrf)
-        assert r["status"] in (401, 403) and r["success"] is False and r["data"]["message"]
-        assert h.ctx.jobs.queries.history(api_token_of(h), 0, 10) == []
-    finally:
-        h.close()
+    def get_timestamp(self) -> int:
+        return super().get_timestamp() - 31 * 24 * 3600
+
+
+def test_an_expired_session_is_logged_out_and_its_forms_change_nothing(site):
+    csrf = register(site)
+    assert "/account" in site.client.get("/").text  # logged in
+    sessions = site.app.state.web.sessions
+    data = sessions.serializer.loads(site.client.cookies[COOKIE])  # the same session (account, CSRF token)...
+    old = URLSafeTimedSerializer(secret_key(site.settings), salt=_SALT, signer=_SignedLongAgo)
+    site.client.cookies.clear()
+    site.client.cookies.set(COOKIE, old.dumps(data))  # ...signed longer ago than web_session_hours
+    page = site.client.get("/").text
+    assert "/account" not in page and "/login" in page  # the cookie is past its age: logged out
+    r = create(site, csrf)
+    assert r["status"] in (401, 403) and r["success"] is False and r["data"]["message"]
+    assert site.ctx.jobs.queries.history(api_token_of(site), 0, 10) == []

@@ -9,16 +9,14 @@ page fits a 360 px wide phone screen. Screenshots go to $OPENMVSEP_SCREENSHOTS (
 from __future__ import annotations
 
 import base64
-import os
-from pathlib import Path
 
 import pytest
+
+from webpage import CHROMIUM, register_in_browser, screenshots, serious_violations, watch
 
 from conftest import stereo_mix, wav_bytes
 from processes import Server
 
-CHROMIUM = Path("/usr/bin/chromium")
-AXE = Path(__file__).parent / "fixtures" / "vendor" / "axe-core" / "axe.min.js"
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Chromium is not installed (apt-get install chromium; .ci/run does it)"
@@ -62,18 +60,6 @@ def browser():
         b.close()
 
 
-def serious_violations(page) -> list[str]:
-    page.evaluate(AXE.read_text("utf-8"))  # through DevTools: the page's CSP (script-src 'self') does not apply
-    result = page.evaluate("async () => { const r = await axe.run(document); return [r.violations, r.passes.length]; }")
-    found, passes = result
-    assert passes > 10  # axe did check the page
-    return [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
-        for v in found
-        if v["impact"] in ("serious", "critical")
-    ]
-
-
 def upload(page, server) -> None:
     page.goto(server.url + "/")
     page.get_by_label("Algorithm", exact=True).select_option("55")
@@ -90,22 +76,10 @@ def wait_drawn(page) -> None:
 
 
 def test_waveforms_mixer_and_re_run_in_a_real_browser(server, browser, tmp_path):
-    shots = Path(os.environ.get("OPENMVSEP_SCREENSHOTS") or tmp_path / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path / "screenshots")
     page = browser.new_page(viewport={"width": 1100, "height": 900})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    page.set_default_timeout(30_000)
-
-    page.goto(server.url + "/register")
-    page.get_by_label("Name").fill("Ann")
-    page.get_by_label("E-mail").fill("ann@example.com")
-    page.get_by_label("Password", exact=True).fill("correct horse 1")
-    page.get_by_label("Password again").fill("correct horse 1")
-    page.get_by_role("button", name="Register").click()
-    page.wait_for_url(server.url + "/")
+    errors = watch(page)
+    register_in_browser(page, server.url)
 
     page.goto(server.url + "/matchering")
     assert serious_violations(page) == []

@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     web_session_hours: float = 14 * 24.0  # a login lasts this long; regenerating the API token ends it at once
     web_events_poll_seconds: float = 1.0  # how often a job page's event stream reads the job (workers write elsewhere)
     web_events_max_seconds: float = 300.0  # one stream's life; the browser reconnects (bounds idle connections)
+    # true: a job's result page, live status, zip and waveforms are shown only to its owner and admins (published
+    # demos and jobs made without an account stay public by hash); false: to anyone with the hash, as on MVSep.
+    # The API's separation/get answers any hash either way (MVSep's clients poll it without a token).
+    private_results: bool = False
 
     @property
     def registration_policy(self) -> str:

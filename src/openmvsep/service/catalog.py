@@ -99,6 +99,7 @@ class Field:
     price_multipliers: dict[str, float] = dataclass_field(default_factory=dict)
     output_overrides: dict[str, dict[str, Any]] = dataclass_field(default_factory=dict)
     conditions: tuple[Condition, ...] = ()
+    registered_only: frozenset[str] = frozenset()  # keys MVSep offers to registered users only
 
     @property
     def is_text(self) -> bool:
@@ -168,6 +169,17 @@ class Algorithm:
         """Names of fields that `conditions` hide for these values (a hidden field's value does not count)."""
         values = self._effective_by_name(values_by_name)
         return {f.name for f in self.fields if any(c.hides(values.get(c.depends_on)) for c in f.conditions)}
+
+    def registered_only_chosen(self, values_by_name: Mapping[str, str]) -> list[tuple[Field, str]]:
+        """The (field, key) pairs of these values ({add_optN: key}) that are for registered users only; fields
+        hidden by a condition do not count."""
+        values = self._effective_by_name(values_by_name)
+        hidden = self.hidden_fields(values)
+        return [
+            (f, values[f.name])
+            for f in self.fields
+            if f.name not in hidden and values[f.name] in f.registered_only and not f.is_text
+        ]
 
     def output_labels(self, chosen: Mapping[str, str]) -> dict[str, str]:
         """Stem key -> label for the chosen options ({server_key: key})."""
@@ -249,6 +261,18 @@ def _add_extra_options(elements: list[dict]) -> None:
         field_element["options"] = php_pretty_json(options)
 
 
+def _registered_only_keys(value: Any) -> frozenset[str]:
+    """`registered_only_keys`: null in every field of the 2026 dump, so its shape is not known from MVSep's data;
+    a list of keys (or the JSON text of one, like the other JSON-in-a-string columns) is read, an object's keys
+    count, and anything else is no key."""
+    decoded = _decode_json_text(value, None)
+    if isinstance(decoded, (str, int)):
+        decoded = [decoded]
+    if isinstance(decoded, (list, tuple, dict)):
+        return frozenset(str(k) for k in decoded if isinstance(k, (str, int)))
+    return frozenset()
+
+
 def _parse_field(element: Mapping[str, Any], names_by_id: Mapping[int, str]) -> Field:
     overrides = _decode_json_text(element.get("output_overrides"), {}) or {}
     return Field(
@@ -276,6 +300,7 @@ def _parse_field(element: Mapping[str, Any], names_by_id: Mapping[int, str]) -> 
             for c in element.get("conditions") or []
             if c.get("depends_on_field_id") in names_by_id
         ),
+        registered_only=_registered_only_keys(element.get("registered_only_keys")),
     )
 
 

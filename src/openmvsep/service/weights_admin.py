@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from openmvsep.algorithms.preference import best_entries
 from openmvsep.engine.weights import WeightEntry, WeightsError, WeightsRegistry
 from openmvsep.service.errors import NotFound, ServiceError
 
@@ -64,6 +65,13 @@ class WeightsAdmin:
         self.keep_finished = keep_finished
         self._lock = threading.Lock()
         self._tasks: list[WeightTask] = []  # newest first
+
+    def install_command(self, sep_type: int) -> str | None:
+        """The command that installs the best public model of `sep_type` (what `models download --sep-type` picks),
+        or None when no public model in the registry serves it."""
+        if not best_entries(self.registry, sep_type):
+            return None
+        return f"openmvsep models download --sep-type {sep_type}"
 
     def rows(self) -> list[WeightRow]:
         self.registry.refresh()

@@ -19,4 +19,10 @@ router = APIRouter(include_in_schema=False)
 @router.get("/algorithms")
 def algorithms(request: Request) -> Response:
     w = web(request)
-    return w.render.page(request, "algorithms.html", {"groups": picker.groups(w.catalog)})
+    groups = picker.groups(w.catalog)
+    user = w.sessions.load(request).user
+    install = None
+    if user is not None and user.is_admin:  # what an admin can do about the ones that do not run
+        missing = [a.sep_type for g in groups for a in g.algorithms if not a.runnable]
+        install = picker.install_commands(w.services.weights_admin, missing)
+    return w.render.page(request, "algorithms.html", {"groups": groups, "install": install})

@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from openmvsep.engine.audio import FORMATS
 from openmvsep.service.errors import ServiceError
-from openmvsep.service.jobs import Eta
+from openmvsep.service.jobs import PRIVATE_MESSAGE, Eta
 from openmvsep.service.jobs.sources import INPUT
 from openmvsep.service.naming import human_size, split_name
 from openmvsep.store.db import utcnow
@@ -81,6 +81,27 @@ def _not_found(request: Request) -> Response:
         {"title": "Not found", "message": "This separation does not exist, or its files have expired."},
         404,
     )
+
+
+def private(request: Request, path: str) -> Response:
+    """The refusal of another account's job when results are private (OPENMVSEP_PRIVATE_RESULTS): a page that says
+    so, with a way to log in for a visitor who is not. `path`: where logging in should lead back to."""
+    w = web(request)
+    visit = w.sessions.load(request)
+    context = {"title": "Private separation", "message": PRIVATE_MESSAGE, "login": path if visit.user is None else None}
+    return w.render.page(request, "message.html", context, 403)
+
+
+async def shown_job(request: Request, hash_value: str) -> Job | Response:
+    """The job this visitor may see, or the page that refuses it (unknown, expired, or another account's when
+    results are private)."""
+    w = web(request)
+    job = await run_in_threadpool(w.jobs.queries.job, hash_value)
+    if job is None:
+        return _not_found(request)
+    if not w.jobs.may_view(job, w.sessions.load(request).user):
+        return private(request, f"/result/{quote(job.hash, safe='')}")
+    return job
 
 
 def _time_left(expires_at: datetime) -> str:
@@ -144,9 +165,9 @@ def result_context(w: WebContext, job: Job) -> dict:
 @router.get("/result/{hash_value}")
 async def result(request: Request, hash_value: str) -> Response:
     w = web(request)
-    job = await run_in_threadpool(w.jobs.queries.job, hash_value)
-    if job is None:
-        return _not_found(request)
+    job = await shown_job(request, hash_value)
+    if isinstance(job, Response):
+        return job
     visit = w.sessions.load(request)
     state = status_view(w, job.hash)
     context: dict = {
@@ -164,9 +185,21 @@ async def result(request: Request, hash_value: str) -> Response:
 async def status_fragment(request: Request, hash_value: str) -> Response:
     """The status fragment alone: the polling fallback of the event stream."""
     w = web(request)
+    if isinstance(refused := await _refused_job(request, hash_value), Response):
+        return refused
     state = await run_in_threadpool(status_view, w, hash_value)
     html = w.render.html(request, "_status.html", {"state": state})
     return Response(html, media_type="text/html", headers=w.render.headers)
+
+
+async def _refused_job(request: Request, hash_value: str) -> Response | None:
+    """For the status fragment and the event stream, which also answer for a hash that has no job (yet): the
+    refusal when the job exists and this visitor may not see it, else None."""
+    w = web(request)
+    job = await run_in_threadpool(w.jobs.queries.job, hash_value)
+    if job is not None and not w.jobs.may_view(job, w.sessions.load(request).user):
+        return private(request, f"/result/{quote(job.hash, safe='')}")
+    return None
 
 
 def _event(event_id: int, name: str, html: str) -> bytes:
@@ -178,6 +211,8 @@ def _event(event_id: int, name: str, html: str) -> bytes:
 async def events(request: Request, hash_value: str) -> Response:
     """Server-sent events: `status` with the fragment whenever it changes, `end` once the job is over."""
     w = web(request)
+    if isinstance(refused := await _refused_job(request, hash_value), Response):
+        return refused
     poll, lifetime = w.settings.web_events_poll_seconds, w.settings.web_events_max_seconds
 
     async def stream() -> AsyncIterator[bytes]:
@@ -217,8 +252,10 @@ async def cancel(request: Request, hash_value: str) -> Response:
 @router.get("/web/jobs/{hash_value}/all.zip")
 async def download_all(request: Request, hash_value: str) -> Response:
     w = web(request)
-    job = await run_in_threadpool(w.jobs.queries.job, hash_value)
-    if job is None or not job.files:
+    job = await shown_job(request, hash_value)
+    if isinstance(job, Response):
+        return job
+    if not job.files:
         return _not_found(request)
     files = list(job.files)
     names = unique_names(f["download"] for f in files)

@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from openmvsep.engine.audio import FORMATS
 from openmvsep.web.context import web
+from openmvsep.web.jobs import private
 from openmvsep.web.separate import CREATE_PATH, DEFAULT_FORMAT, limits
 
 router = APIRouter(include_in_schema=False)
@@ -24,7 +25,10 @@ MATCHERING = 68  # MVSep's sep_type for Matchering (its widget takes a target an
 async def remote(request: Request, short_hash: str) -> Response:
     """A link's download: its status until the job exists, then that job's page."""
     w = web(request)
-    body = w.present.remote_status(await run_in_threadpool(w.jobs.remote.state, short_hash))
+    found = await run_in_threadpool(w.jobs.remote.state, short_hash)
+    if found is not None and not w.jobs.may_view(found[0], w.sessions.load(request).user):
+        return private(request, f"/web/remote/{quote(short_hash, safe='')}")
+    body = w.present.remote_status(found)
     status, data = body.get("status", "not_found"), body.get("data") or {}
     if status == "done":
         return w.render.finish(request, RedirectResponse(f"/result/{quote(data['hash'], safe='')}", status_code=303))

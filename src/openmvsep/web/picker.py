@@ -1,17 +1,19 @@
 """The algorithm picker and its option fields, as the templates see them, built from the catalog.
 
 The rules stay in the catalog: which algorithms and option keys run here (`is_available`, `available_keys`), which
-fields a choice hides (`hidden_fields`, MVSep's `conditions`), what an empty value means (`default_key`) and why a
-choice cannot run (`unavailable_reason`). This module only orders and labels them for a form.
+fields a choice hides (`hidden_fields`, MVSep's `conditions`), what an empty value means (`default_key`), which
+keys need an account (`registered_only_keys`, which create refuses without one) and why a choice cannot run
+(`unavailable_reason`). This module only orders and labels them for a form.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 from openmvsep.service.catalog import Algorithm, Catalog, OptionError
+from openmvsep.service.weights_admin import WeightsAdmin
 
 # The page's single-file form; matchering_upload (two files) and no_upload (prompts) get their own forms.
 SCOPE = "single_upload"
@@ -28,11 +30,16 @@ class AlgorithmView:
     price_coefficient: float
 
 
+REGISTER_TO_USE = "register to use"
+NOT_INSTALLED = "weights not installed here"
+
+
 @dataclass(frozen=True)
 class OptionView:
     key: str
     label: str
     runnable: bool
+    why_not: str | None = None  # why it cannot be chosen by this visitor (shown beside it, disabled); None: it can
 
 
 @dataclass(frozen=True)
@@ -102,37 +109,56 @@ def first_runnable(catalog: Catalog, scope: str = SCOPE) -> int | None:
     return None
 
 
-def fields(catalog: Catalog, algorithm: Algorithm, given: Mapping[str, str]) -> tuple[FieldView, ...]:
+def fields(
+    catalog: Catalog, algorithm: Algorithm, given: Mapping[str, str], *, registered: bool = True
+) -> tuple[FieldView, ...]:
     """The fields to show for the values chosen so far: hidden ones (conditions) are left out, every select has a
     valid value (the given one, else what an empty value means on this server), keys that cannot run here are
-    marked."""
+    marked, and so are keys for registered users only when the visitor is not logged in (`registered`); such a
+    visitor's value moves off a key like that to the first one it may choose."""
     sep_type = algorithm.render_id
+    runnable = catalog.is_available(sep_type)
+    allowed = {f.name: set(catalog.available_keys(sep_type, f.name)) if runnable else set() for f in algorithm.fields}
     values: dict[str, str] = {}
     for f in algorithm.fields:
         text = str(given.get(f.name) or "").strip()
         if f.is_text:
             values[f.name] = text or f.fallback_key
-        else:
-            values[f.name] = text if text in f.options else catalog.default_key(sep_type, f)
-    hidden = algorithm.hidden_fields(values)
-    runnable = catalog.is_available(sep_type)
-    help_links = {str(e["name"]): e.get("help_link") for e in algorithm.raw.get("algorithm_fields", [])}
-    views = []
-    for f in algorithm.fields:
-        if f.name in hidden:
             continue
-        allowed = set(catalog.available_keys(sep_type, f.name)) if runnable else set()
-        views.append(
-            FieldView(
-                name=f.name,
-                label=f.text,
-                input_type=f.input_type,
-                value=values[f.name],
-                options=tuple(OptionView(k, label, k in allowed) for k, label in f.options.items()),
-                help_link=help_links.get(f.name) or None,
-            )
+        value = text if text in f.options else catalog.default_key(sep_type, f)
+        if not registered and value in f.registered_only:
+            usable = [k for k in f.options if k in allowed[f.name] and k not in f.registered_only]
+            value = usable[0] if usable else value
+        values[f.name] = value
+    hidden = algorithm.hidden_fields(values)
+    help_links = {str(e["name"]): e.get("help_link") for e in algorithm.raw.get("algorithm_fields", [])}
+
+    def option(f, key: str, label: str) -> OptionView:
+        why_not = None
+        if key not in allowed[f.name]:
+            why_not = NOT_INSTALLED
+        elif not registered and key in f.registered_only:
+            why_not = REGISTER_TO_USE
+        return OptionView(key, label, key in allowed[f.name], why_not)
+
+    return tuple(
+        FieldView(
+            name=f.name,
+            label=f.text,
+            input_type=f.input_type,
+            value=values[f.name],
+            options=tuple(option(f, k, label) for k, label in f.options.items()),
+            help_link=help_links.get(f.name) or None,
         )
-    return tuple(views)
+        for f in algorithm.fields
+        if f.name not in hidden
+    )
+
+
+def install_commands(weights: WeightsAdmin, sep_types: Iterable[int]) -> dict[int, str | None]:
+    """For an admin: per sep_type that cannot run here, the command that installs its best public model (None:
+    no public model in the weights registry serves it)."""
+    return {sep_type: weights.install_command(sep_type) for sep_type in sep_types}
 
 
 def outputs(algorithm: Algorithm, catalog: Catalog, given: Mapping[str, str]) -> list[str]:

@@ -16,6 +16,7 @@ from openmvsep.errors import UserError
 from openmvsep.service.errors import ServiceError
 from openmvsep.service.jobs import JobRequest, Upload, parse_output_format, parse_sep_type
 from openmvsep.service.naming import human_size
+from openmvsep.store.models import User
 from openmvsep.web import picker
 from openmvsep.web.context import WebContext, web
 from openmvsep.web.forms import checked_form, text
@@ -46,14 +47,22 @@ def limits(w: WebContext) -> dict[str, Any]:
     }
 
 
-def _fields_context(w: WebContext, sep_type: int | None, given: dict[str, str]) -> dict[str, Any]:
+def _fields_context(w: WebContext, sep_type: int | None, given: dict[str, str], user: User | None) -> dict[str, Any]:
+    """The chosen algorithm's description and fields as this visitor sees them: keys for registered users only are
+    disabled for a visitor who is not logged in; an admin sees the command that installs what does not run."""
     algorithm = w.catalog.get(sep_type) if sep_type is not None else None
     if algorithm is None or algorithm.audio_widget != picker.SCOPE:
-        return {"algorithm": None, "fields": (), "outputs": []}
+        return {"algorithm": None, "fields": (), "outputs": [], "install": None}
+    view = picker.algorithm_view(w.catalog, algorithm)
+    install = None
+    if user is not None and user.is_admin and not view.runnable:
+        install = picker.install_commands(w.services.weights_admin, [view.sep_type])
+    fields = picker.fields(w.catalog, algorithm, given, registered=user is not None)
     return {
-        "algorithm": picker.algorithm_view(w.catalog, algorithm),
-        "fields": picker.fields(w.catalog, algorithm, given),
-        "outputs": picker.outputs(algorithm, w.catalog, given),
+        "algorithm": view,
+        "fields": fields,
+        "outputs": picker.outputs(algorithm, w.catalog, {f.name: f.value for f in fields}),
+        "install": install,
     }
 
 
@@ -95,7 +104,7 @@ def home(request: Request) -> Response:
         "can_create": visit.user is not None or w.settings.anonymous_jobs,
         "create_path": CREATE_PATH,
         "remote_types": REMOTE_TYPES,
-        **_fields_context(w, sep_type, given),
+        **_fields_context(w, sep_type, given, visit.user),
     }
     return w.render.page(request, "separate.html", context)
 
@@ -106,7 +115,8 @@ def fields_fragment(request: Request) -> Response:
     changes, so MVSep's `conditions` are applied by the catalog, not re-implemented in the browser)."""
     w = web(request)
     sep_type, given = _chosen(request.query_params)
-    html = w.render.html(request, "_fields.html", _fields_context(w, sep_type, given))
+    context = _fields_context(w, sep_type, given, w.sessions.load(request).user)
+    html = w.render.html(request, "_fields.html", context)
     return w.render.finish(request, Response(html, media_type="text/html", headers=w.render.headers))
 
 

@@ -17,14 +17,16 @@ from openmvsep.service.jobs.pricing import credits_for, is_premium
 from openmvsep.service.jobs.queries import JobQueries, QueueView
 from openmvsep.service.jobs.remote import RemoteIntake
 from openmvsep.service.jobs.sources import StoredSource, safe_filename, stored_source
+from openmvsep.service.jobs.visibility import PRIVATE_MESSAGE, may_view
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
 from openmvsep.store.files import Storage, StoredFileMissing
-from openmvsep.store.models import Job, RemoteJob
+from openmvsep.store.models import Job, RemoteJob, User
 from openmvsep.store.status import JobStatus
 
 __all__ = [
     "NOT_FOUND",
+    "PRIVATE_MESSAGE",
     "Eta",
     "JobRequest",
     "JobService",
@@ -53,6 +55,11 @@ class JobService:
         self.control = JobControl(db, storage)
         self.queries = JobQueries(db, settings.free_daily_jobs)
         self.eta = Estimates(db, settings.eta_sample_jobs, settings.eta_cache_seconds)
+        self.private_results = settings.private_results
+
+    def may_view(self, job: Job | RemoteJob, viewer: User | None) -> bool:
+        """Whether the web page shows this job (or link download) to `viewer` (None: not logged in)."""
+        return may_view(job, viewer, self.private_results)
 
     def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload], once: Once | None = None) -> Job:
         """A new job (`once`: the request's idempotency key, service/idempotency.py)."""

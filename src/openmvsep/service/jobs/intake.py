@@ -30,7 +30,13 @@ from openmvsep.service import accounts, webhooks
 from openmvsep.service.catalog import Algorithm, Catalog, OptionError
 from openmvsep.service.errors import ServiceError
 from openmvsep.service.idempotency import Once
-from openmvsep.service.jobs.pricing import PREMIUM, check_premium_gate, is_premium, plan_and_price
+from openmvsep.service.jobs.pricing import (
+    PREMIUM,
+    check_premium_gate,
+    check_registered_only,
+    is_premium,
+    plan_and_price,
+)
 from openmvsep.service.jobs.reuse import ResultReuse, result_key
 from openmvsep.service.naming import input_key, job_hash, storage_token
 from openmvsep.service.webhooks import check_webhook_url
@@ -149,6 +155,7 @@ class Intake:
             )
         except OptionError as e:
             raise ServiceError(str(e)) from None
+        check_registered_only(algo, choice, user)
         reason = self.catalog.unavailable_reason(choice)
         if reason:
             raise ServiceError(reason + self._weights_hint(choice))
@@ -351,7 +358,7 @@ class Intake:
         if reused is None:
             self._add_work_items(s, job, recipe, main)
         else:
-            webhooks.queue_event(s, job)  # in this transaction, as every job's end
+            webhooks.queue_job_end(s, job)  # in this transaction, as every job's end
         if cost and user is not None:
             accounts.change_credits(s, user, -cost, "charge", job_id=job.id)
         log.info(

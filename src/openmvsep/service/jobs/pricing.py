@@ -30,6 +30,20 @@ def check_premium_gate(algo: Algorithm, user: User | None) -> None:
         raise ServiceError(PREMIUM_GATE)
 
 
+def check_registered_only(algo: Algorithm, choice: Choice, user: User | None) -> None:
+    """Options the catalog offers to registered users only (`registered_only_keys`) refuse a request made without
+    an account (the unregistered plan), naming the option."""
+    if user is not None:
+        return
+    refused = algo.registered_only_chosen(choice.by_field())
+    if refused:
+        field, key = refused[0]
+        raise ServiceError(
+            f"{field.text}: '{field.options.get(key, key)}' is for registered users only. Register (or log in) to "
+            "use it, or choose another option."
+        )
+
+
 def plan_and_price(user: User | None, algo: Algorithm, choice: Choice, duration: float) -> tuple[int, int]:
     """(plan, credits to charge) for running `choice` on `duration` seconds."""
     if user is None:
