@@ -47,8 +47,9 @@ def _separate(server: Server, token: str, *args: str) -> list[str]:
     return [*CLI, "separate", *args, "--server", server.url, "--token", token, "--poll", "0.2"]
 
 
-def _user(server: Server, email: str, credits: int = 100) -> str:
-    out = server.cli("user", "create", "--email", email, "--password", "password123", "--credits", str(credits))
+def _user(server: Server, email: str, credits: int = 100, *, premium: bool = False) -> str:
+    args = ["user", "create", "--email", email, "--password", "password123", "--credits", str(credits)]
+    out = server.cli(*args, *(["--premium"] if premium else []))
     return out.strip().splitlines()[-1]
 
 
@@ -84,7 +85,7 @@ def test_a_folder_survives_a_server_restart_midway_and_a_second_run_downloads_no
 
     # No workers: jobs stay queued. A first run, one job at a time, is stopped once its first job exists.
     server = Server(tmp_path / "data", workers=0, **ENV_OFF)
-    token = _user(server, "cli@example.com")
+    token = _user(server, "cli@example.com", premium=True)  # premium jobs are charged: a second charge would show
     first = subprocess.Popen(
         [*_separate(server, token, *args), "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env()
     )
