@@ -20,14 +20,15 @@ router = APIRouter(prefix="/api/quality_checker")
 @router.get("/queue")
 def queue(request: Request):
     q = request.query_params
-    return ok({"success": True, "data": ctx(request).quality.queue(q.get("start"), q.get("limit"))})
+    return ok({"success": True, "data": ctx(request).quality_at(request).queue(q.get("start"), q.get("limit"))})
 
 
 @router.get("/leaderboard")
 def leaderboard(request: Request):
     q = request.query_params
+    quality = ctx(request).quality_at(request)
     return ok(
-        ctx(request).quality.leaderboard(
+        quality.leaderboard(
             q.get("dataset_type"),
             q.get("start"),
             q.get("limit"),
@@ -40,13 +41,13 @@ def leaderboard(request: Request):
 
 @router.get("/entry")
 def entry(request: Request):
-    return ok({"success": True, "data": ctx(request).quality.entry(request.query_params.get("id"))})
+    return ok({"success": True, "data": ctx(request).quality_at(request).entry(request.query_params.get("id"))})
 
 
 @router.get("/datasets")
 def datasets(request: Request):
     """Which `dataset_type` is which, with the mixtures to download (MVSep leaves clients to guess)."""
-    return ok({"success": True, "data": ctx(request).quality.datasets()})
+    return ok({"success": True, "data": ctx(request).quality_at(request).datasets()})
 
 
 @router.post("/add")
@@ -70,7 +71,7 @@ async def add(request: Request):
         scratch = c.storage.scratch_dir()
         saved = await run_in_threadpool(Upload.receive, upload.file, upload.filename, scratch, "zipfile")
         created = await run_in_threadpool(c.quality.add, token_of(request, form), req, saved.path)
-        link = c.quality.url(f"/api/quality_checker/entry?id={created.id}")
+        link = c.quality_at(request).url(f"/api/quality_checker/entry?id={created.id}")
         return ok({"success": True, "data": {"id": created.id, "link": link}})
     finally:
         await close_uploads(form)

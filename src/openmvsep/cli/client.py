@@ -50,10 +50,17 @@ def _inputs(paths: list[Path]) -> list[Path]:
 
 def _describe(status: JobStatus) -> str:
     if status.status == "waiting" and status.current_order is not None:
-        return f"waiting (place {status.current_order} of {status.queue_count})"
-    if status.all_chunks:
-        return f"{status.status} ({status.finished_chunks or 0}/{status.all_chunks} chunks)"
-    return status.status
+        text = f"waiting (place {status.current_order} of {status.queue_count})"
+    elif status.all_chunks:
+        text = f"{status.status} ({status.finished_chunks or 0}/{status.all_chunks} chunks)"
+    else:
+        text = status.status
+    # openmvsep servers add how far the job is and the time left; MVSep's own does not
+    if status.progress is not None and status.status != "done":
+        text += f", {status.progress}%"
+    if status.eta_seconds is not None and status.status != "done":
+        text += f", about {status.eta_seconds} s left"
+    return text
 
 
 @client_app.command()

@@ -86,6 +86,10 @@ class JobStatus:
     date: str | None = None
     files: list[OutputFile] = field(default_factory=list)
     input_file: dict[str, Any] | None = None
+    # openmvsep's additions (None from a server that does not send them, mvsep.com included): how far the job is,
+    # 0..100 and never lower than in an earlier answer, and the seconds it is expected to take still.
+    progress: int | None = None
+    eta_seconds: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -114,6 +118,8 @@ class JobStatus:
             date=_str(data.get("date")),
             files=[OutputFile.from_json(f) for f in _list(data.get("files"))],
             input_file=data.get("input_file") if isinstance(data.get("input_file"), dict) else None,
+            progress=_int(data.get("progress")),
+            eta_seconds=_int(data.get("eta_seconds")),
             raw=b,
         )
 

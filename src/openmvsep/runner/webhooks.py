@@ -3,7 +3,8 @@
 Not a separation worker: a receiver that never answers holds one sender for one timeout, never a GPU. Every API
 process runs them (`serve` with the local executor, and each API process beside Celery workers); the outbox's
 leases (service/webhooks.py) keep two processes from sending one event. The body is rendered when it is sent, by
-the presenter `separation/get` answers with, so a receiver gets exactly what a client polling the job would.
+the presenter `separation/get` answers with, so a receiver gets exactly what a client polling the job would; its
+links name the address the job was created through (jobs.link_base) when no public URL is configured.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ class WebhookSenders:
         delivery = webhooks.claim_due(self.db, sender, cfg.webhook_lease_seconds, cfg.webhook_max_attempts)
         if delivery is None:
             return False
-        payload = {"hash": delivery.job_hash, **self.present.status(self.jobs.queries.status_row(delivery.job_hash))}
+        row = self.jobs.queries.status_row(delivery.job_hash)
+        # No request here: the links name the address the job's creator reached (unless a public URL is set).
+        present = self.present.at(row.link_base) if row is not None else self.present
+        payload = {"hash": delivery.job_hash, **present.status(row)}
 
         def failed(error: str, *, http_status: int | None = None, final: bool = False) -> None:
             webhooks.record_failure(

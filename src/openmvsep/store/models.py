@@ -125,6 +125,12 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # How much of the work is done, 0..1, as the workers report it while a piece runs (service/jobs/progress.py).
+    # Only ever raised (max in the UPDATE), so a poller never sees it go back.
+    progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # Where the creating request reached this server (scheme://host[/prefix]), for links built without a request
+    # (the webhook's body) when no public URL is configured.
+    link_base: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
     __table_args__ = (Index("ix_jobs_queue", "status", "plan", "id"),)
 

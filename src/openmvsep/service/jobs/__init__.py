@@ -50,7 +50,7 @@ class JobService:
         self.remote = RemoteIntake(self.intake)
         self.control = JobControl(db, storage)
         self.queries = JobQueries(db, settings.free_daily_jobs)
-        self.eta = Estimates(db, settings.eta_sample_jobs, settings.eta_cache_seconds)
+        self.eta = Estimates(db, settings.eta_sample_jobs, settings.eta_cache_seconds, settings.eta_queue_cache_seconds)
 
     def create(self, token: str | None, req: JobRequest, uploads: dict[str, Upload]) -> Job:
         job = self.intake.create(token, req, uploads)
