@@ -691,13 +691,25 @@ def test_get_unknown_hash_is_not_found(h):
     assert get_status(h, "")["status"] == "not_found"
 
 
+# openmvsep's additive keys of separation/get's data (README: progress and time left); MVSep's own keys stay exact.
+ADDITIVE_GET = {"$.data.progress", "$.data.eta_seconds"}
+
+
+def mvsep_part(data: dict) -> dict:
+    """`data` without the additive keys, which are checked here for their types: a whole percentage, and whole
+    seconds or null."""
+    assert json_type(data["progress"]) == "int" and 0 <= data["progress"] <= 100, data
+    assert data["eta_seconds"] is None or json_type(data["eta_seconds"]) == "int", data
+    return {k: v for k, v in data.items() if k not in ("progress", "eta_seconds")}
+
+
 def test_get_waiting_has_the_captured_shape(h):
     token = h.user()
     hash_value = new_job(h, token)
     body = get_status(h, hash_value)
     ref = pm("Separation", method="GET", where=lambda b: b.get("status") == "waiting")
-    assert_shape(body, ref)
-    assert body["success"] is True and body["data"] == {"queue_count": 1, "current_order": 1}
+    assert_shape(body, ref, extra=ADDITIVE_GET)
+    assert body["success"] is True and mvsep_part(body["data"]) == {"queue_count": 1, "current_order": 1}
     # Unknown params and a token are ignored (ZF3/ALCLI mirror=0, ABL's cache-buster, MBP's api_token).
     assert get_status(h, hash_value, mirror="0", api_token=token, t="1712345678") == body
     # NODE sends Content-Type: application/json on GETs.
@@ -712,7 +724,8 @@ def test_get_in_flight_statuses(h):
     set_job(h, hash_value, status="processing")
     body = get_status(h, hash_value)
     assert body["success"] is True and body["status"] == "processing"
-    assert set(body["data"]) <= {"message"} and all(isinstance(v, str) for v in body["data"].values())
+    data = mvsep_part(body["data"])
+    assert set(data) <= {"message"} and all(isinstance(v, str) for v in data.values())
 
     set_job(h, hash_value, status="distributing", finished_chunks=1, all_chunks=3)
     body = get_status(h, hash_value)
@@ -741,12 +754,13 @@ def test_get_done_has_the_captured_shape(h):
     assert_shape(
         body,
         ref,
-        extra={"$.data.hash", "$.data.transcription"},
+        extra={"$.data.hash", "$.data.transcription", *ADDITIVE_GET},
         optional={"$.data.tags", "$.data.tags.tags"},
         open_maps={"$.data.tags", "$.data.tags.audio", "$.data.tags.audio.streams[]", "$.data.tags.tags"},
     )
     data = body["data"]
     assert body["success"] is True
+    assert (data["progress"], data["eta_seconds"]) == (100, 0)  # the additive keys, at their end
     assert data["hash"] == hash_value  # MDUB aborts unless it echoes the request
     assert data["output_format"] == "mp3 (320 kbps)" and data["algorithm"] == "Phantom Centre extraction"
     assert HUMAN_SIZE.match(data["size"]) and DATETIME.match(data["date"])

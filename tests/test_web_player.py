@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from openmvsep.engine.audio.peaks import bucket_count, compute_peaks
-from openmvsep.service.jobs.eta import remaining_seconds
+from openmvsep.service.jobs.eta import queue_wait_seconds, remaining_seconds
 from openmvsep.store.models import Job
 from openmvsep.store.status import JobStatus
 from webpage import register
@@ -301,10 +301,12 @@ def test_time_left_follows_the_measured_speeds():
     waiting, processing = JobStatus.WAITING, JobStatus.PROCESSING
     assert remaining_seconds(waiting, 100.0, 0.0, None) is None  # nothing measured yet
     assert remaining_seconds(waiting, 100.0, 0.0, 0.5) == 50.0
-    assert remaining_seconds(waiting, 100.0, 0.0, 0.5, ahead=2, typical_job_s=30.0) == 110.0
-    assert remaining_seconds(waiting, 100.0, 0.0, 0.5, ahead=2) is None  # jobs ahead, no typical time known
+    assert remaining_seconds(waiting, 100.0, 0.0, 0.5, all_chunks=4, workers=2) == 25.0  # chunks shared by 2
+    assert queue_wait_seconds(60.0, 20.0, 2) == 40.0  # the work ahead and the running jobs' rest, by 2 workers
     assert remaining_seconds(processing, 100.0, 20.0, 0.5) == 30.0
     assert remaining_seconds(processing, 100.0, 80.0, 0.5) == 0.0  # slower than measured: never negative
+    # Nothing measured yet: the progress the worker reported gives the pace (a quarter in 20 s: 60 s to go).
+    assert remaining_seconds(processing, 100.0, 20.0, None, progress=0.25) == 60.0
     # In chunks with some done, the job's own pace wins: 3 chunks in 30 s, 7 to go.
     distributing = JobStatus.DISTRIBUTING
     assert remaining_seconds(distributing, 100.0, 30.0, 0.5, finished_chunks=3, all_chunks=10) == 70.0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import socket
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,9 +19,15 @@ class Settings(BaseSettings):
     # Where things live.
     data_dir: Path = Path("./data")
     database_url: str = ""  # empty: SQLite file in data_dir
-    public_url: str = ""  # empty: http://<host>:<port>; every URL in a response is built from it
+    # Every URL in a response is built from it. Empty: from each request (its Host, and the X-Forwarded-* headers of
+    # trusted proxies); links made without a request (mail) use http://<host>:<port>, this machine's name for 0.0.0.0.
+    public_url: str = ""
     host: str = "127.0.0.1"
     port: int = 8000
+    # Addresses and networks (comma-separated; "*" for any) whose X-Forwarded-For/Proto/Host/Prefix headers are
+    # believed: the client address (rate limits) and the links' scheme, host and path prefix. Default: uvicorn's
+    # FORWARDED_ALLOW_IPS when set (earlier releases documented it), else this machine (a proxy beside the server).
+    trusted_proxies: str = Field(default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
 
     # Storage: empty = <data_dir>/storage; a directory; or s3://bucket/prefix for any S3-compatible store
     # (endpoint below, credentials from the usual AWS_* variables).
@@ -165,6 +175,20 @@ class Settings(BaseSettings):
     # The API's separation/get answers any hash either way (MVSep's clients poll it without a token).
     private_results: bool = False
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        """Each entry an IP address or network: a typo would otherwise trust nobody, silently."""
+        entries = [e.strip() for e in value.split(",") if e.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, *)") from None
+        return ",".join(entries)
+
     @property
     def registration_policy(self) -> str:
         """`registration`, or closed when the older registration_open is false."""
@@ -209,6 +233,9 @@ class Settings(BaseSettings):
     # Time left on a job's page (service/jobs/eta.py): medians of the last finished jobs' speeds, cached this long.
     eta_sample_jobs: int = 50  # finished jobs of the algorithm the estimate is measured on
     eta_cache_seconds: float = 60.0  # how long a process reuses a measurement (every open page asks each second)
+    eta_queue_cache_seconds: float = 1.0  # how long a process reuses the running jobs and live workers it counted
+    # A worker writes its progress inside a piece (separation/get's `progress`) at most this often per job.
+    progress_report_seconds: float = 1.0
 
     # Requests sent twice and work done twice (service/idempotency.py, service/jobs/reuse.py).
     # An Idempotency-Key (header, or the idempotency_key field) on separation/create and quality_checker/add: the
@@ -244,5 +271,6 @@ class Settings(BaseSettings):
     def effective_public_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        # Bound to every address: this machine's name (which others may resolve), never a loopback address.
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"

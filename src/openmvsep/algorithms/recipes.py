@@ -72,7 +72,13 @@ def _separate(runtime: Runtime, loaded: LoadedModel, mix: np.ndarray, num_overla
     from openmvsep.engine.separator import separate
 
     return separate(
-        loaded, mix, batch_size=runtime.batch_size, precision=runtime.precision, num_overlap=num_overlap, residual=False
+        loaded,
+        mix,
+        batch_size=runtime.batch_size,
+        precision=runtime.precision,
+        num_overlap=num_overlap,
+        residual=False,
+        progress=runtime.progress,
     )
 
 

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from openmvsep import __version__
 from openmvsep.api import docs, metrics, openapi, quality, separation, site, storage, webhooks
 from openmvsep.api.context import AppContext, AppServices
+from openmvsep.api.forwarded import ForwardedHeaders
 from openmvsep.api.limits import BodyLimit, Counter, RateLimit, StorageMissLimit
 from openmvsep.api.request_id import RequestId, request_id_header
 from openmvsep.api.responses import error, ok, validation_error
@@ -125,4 +126,6 @@ def create_app(services: AppServices, pages: Pages | None = None) -> FastAPI:
     app.add_middleware(StorageMissLimit, per_minute=settings.storage_miss_limit_per_minute, counter=counter)
     app.add_middleware(metrics.CountLoginFailures, metrics=app.state.metrics)  # outside the limit: 429s count
     app.add_middleware(RequestId)  # last added is outermost: the limits' own answers carry the id too
+    # Outermost of all: the rate limits count the client a trusted proxy names, and links follow what it asked for.
+    app.add_middleware(ForwardedHeaders, trusted=settings.trusted_proxies)
     return app

@@ -12,7 +12,7 @@ from typing import Protocol
 from starlette.requests import Request
 
 from openmvsep.presenters.jobs import JobPresenter
-from openmvsep.presenters.links import Links
+from openmvsep.presenters.links import Links, checked_base
 from openmvsep.service.accounts import AccountService
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.idempotency import IdempotencyKeys
@@ -79,6 +79,15 @@ class AppContext:
         links = Links(services.settings, services.storage)
         return cls(services, links, JobPresenter(services.catalog, links))
 
+    def quality_at(self, request: Request) -> QualityService:
+        """The Quality Checker service building its links for this request's address (as presenter())."""
+        return self.quality if self.settings.public_url else self.quality.at(request_base(request))
+
+    def presenter(self, request: Request) -> JobPresenter:
+        """The presenter whose links name the address this request reached (the configured public URL, when there
+        is one, wins: then nothing is read from the request)."""
+        return self.present if self.settings.public_url else self.present.at(request_base(request))
+
     # The services routes use most, by name.
     @property
     def settings(self) -> Settings:
@@ -111,6 +120,12 @@ class AppContext:
     @property
     def webhooks(self) -> WebhookService:
         return self.services.webhooks
+
+
+def request_base(request: Request) -> str | None:
+    """Where the client reached this server: scheme, Host and path prefix (api/forwarded.py applies trusted
+    proxies' headers first), checked (None: not usable for links)."""
+    return checked_base(str(request.base_url))
 
 
 def ctx(request: Request) -> AppContext:

@@ -23,14 +23,15 @@ ROUTE = "quality_checker/add"  # what an idempotency key's fingerprint names the
 @router.get("/queue")
 def queue(request: Request):
     q = request.query_params
-    return ok({"success": True, "data": ctx(request).quality.queue(q.get("start"), q.get("limit"))})
+    return ok({"success": True, "data": ctx(request).quality_at(request).queue(q.get("start"), q.get("limit"))})
 
 
 @router.get("/leaderboard")
 def leaderboard(request: Request):
     q = request.query_params
+    quality = ctx(request).quality_at(request)
     return ok(
-        ctx(request).quality.leaderboard(
+        quality.leaderboard(
             q.get("dataset_type"),
             q.get("start"),
             q.get("limit"),
@@ -43,13 +44,13 @@ def leaderboard(request: Request):
 
 @router.get("/entry")
 def entry(request: Request):
-    return ok({"success": True, "data": ctx(request).quality.entry(request.query_params.get("id"))})
+    return ok({"success": True, "data": ctx(request).quality_at(request).entry(request.query_params.get("id"))})
 
 
 @router.get("/datasets")
 def datasets(request: Request):
     """Which `dataset_type` is which, with the mixtures to download (MVSep leaves clients to guess)."""
-    return ok({"success": True, "data": ctx(request).quality.datasets()})
+    return ok({"success": True, "data": ctx(request).quality_at(request).datasets()})
 
 
 @router.post("/add")
@@ -77,7 +78,7 @@ async def add(request: Request):
         saved = await run_in_threadpool(Upload.receive, upload.file, upload.filename, scratch, "zipfile")
 
         def added(entry) -> dict:
-            link = c.quality.url(f"/api/quality_checker/entry?id={entry.id}")
+            link = c.quality_at(request).url(f"/api/quality_checker/entry?id={entry.id}")
             return {"success": True, "data": {"id": entry.id, "link": link}}
 
         answer = await run_in_threadpool(

@@ -7,7 +7,7 @@ import shutil
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from openmvsep.api.context import ctx
+from openmvsep.api.context import ctx, request_base
 from openmvsep.api.forms import close_uploads, read_form, token_of
 from openmvsep.api.idempotency import answered, key_of
 from openmvsep.api.responses import ok
@@ -40,6 +40,7 @@ async def create(request: Request):
             output_format=parse_output_format(form.get("output_format")),
             is_demo=_flag(form.get("is_demo")),
             webhook_url=(form.get("webhook_url") or "").strip() or None,
+            link_base=request_base(request),
         )
         token = token_of(request, form)
         url = (form.get("url") or "").strip()
@@ -52,7 +53,7 @@ async def create(request: Request):
                 key,
                 fingerprint(ROUTE, form.fields, {}),
                 lambda once: c.jobs.create_remote(token, req, url, remote_type, once),
-                c.present.remote_created,
+                c.presenter(request).remote_created,
             )
             return answered(answer)
         scratch = c.storage.scratch_dir()
@@ -65,7 +66,7 @@ async def create(request: Request):
             key,
             fingerprint(ROUTE, form.fields, saved),
             lambda once: c.jobs.create(token, req, saved, once),
-            c.present.created,
+            c.presenter(request).created,
         )
         return answered(answer)
     finally:
@@ -76,15 +77,18 @@ async def create(request: Request):
 
 async def get(request: Request):
     """`separation/get`. Clients poll it every second, so it is a plain Starlette endpoint (no parameter
-    machinery) running its single indexed read inline rather than through a thread hop."""
+    machinery) running its indexed reads inline rather than through a thread hop: the status row, and for a waiting
+    job the work queued ahead (the speeds, live workers and running jobs come from the process's short caches)."""
     c = ctx(request)
-    return ok(c.present.status(c.jobs.queries.status_row(request.query_params.get("hash", "").strip())))
+    row = c.jobs.queries.status_row(request.query_params.get("hash", "").strip())
+    eta = c.jobs.eta.seconds_left(row) if row is not None else None
+    return ok(c.presenter(request).status(row, eta))
 
 
 @router.get("/get-remote")
 def get_remote(request: Request, hash: str = ""):
     c = ctx(request)
-    return ok(c.present.remote_status(c.jobs.remote.state(hash.strip())))
+    return ok(c.presenter(request).remote_status(c.jobs.remote.state(hash.strip())))
 
 
 async def _hash_action(request: Request, action: str):

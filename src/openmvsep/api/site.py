@@ -69,7 +69,7 @@ def demo(request: Request, start: str = "0", limit: str = "10", algorithm_id: st
         _int("limit", limit, 10, lo=1, hi=20),
         sep_type if sep_type is not None and sep_type >= 0 else None,
     )
-    return ok(c.present.demo(rows))
+    return ok(c.presenter(request).demo(rows))
 
 
 async def _form(request: Request):

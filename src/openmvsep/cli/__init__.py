@@ -56,7 +56,10 @@ def serve(
     )
     # A log line, not a print: with OPENMVSEP_LOG_FORMAT=json everything on stderr is JSON.
     logging.getLogger("openmvsep.cli").info(
-        "openmvsep serving on %s (data in %s, %s)", settings.effective_public_url, settings.data_dir.resolve(), runs
+        "openmvsep serving on %s (data in %s, %s)",
+        settings.public_url or f"http://{settings.host}:{settings.port} (links follow each request's address)",
+        settings.data_dir.resolve(),
+        runs,
     )
     uvicorn.run(
         create_site(Services(settings)),
@@ -64,6 +67,7 @@ def serve(
         port=settings.port,
         log_config=logging_config(settings),
         access_log=settings.access_log,
+        proxy_headers=False,  # the app applies them, from OPENMVSEP_TRUSTED_PROXIES (api/forwarded.py)
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,8 @@ class Runtime:
     auto_download: bool = False
     compile: bool = False  # torch.compile models as they load
     transkun_hop_seconds: float = 0.0  # Transkun's step between windows; 0: its configuration's own
+    # Told (done, total) as each model pass runs (demix's callback); the worker sets it around the piece it runs.
+    progress: Callable[[int, int], None] | None = None
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, *, recheck_seconds: float = 2.0, **kwargs) -> Runtime:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from math import floor
+from math import ceil, floor
 from typing import Any
-from urllib.parse import urlsplit
 
 from openmvsep.algorithms.recipes import mega_substitute_note
 from openmvsep.engine.audio import FORMATS
@@ -15,6 +14,7 @@ from openmvsep.service.accounts import fmt_datetime
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import NOT_FOUND, QueueView
 from openmvsep.service.jobs.pricing import PLAN_NAMES, PREMIUM, REGISTERED, UNREGISTERED
+from openmvsep.service.jobs.progress import percent
 from openmvsep.service.naming import human_size, split_name
 from openmvsep.store.db import utcnow
 from openmvsep.store.models import Job, RemoteJob
@@ -41,6 +41,10 @@ class JobPresenter:
     def __init__(self, catalog: Catalog, links: Links):
         self.catalog, self.links = catalog, links
 
+    def at(self, base: str | None) -> JobPresenter:
+        """This presenter for a request that reached the server at `base` (Links.at): its links follow it."""
+        return JobPresenter(self.catalog, self.links.at(base))
+
     # ---------------------------------------------------------------- create answers
 
     def created(self, job: Job) -> dict:
@@ -57,8 +61,9 @@ class JobPresenter:
 
     # ---------------------------------------------------------------- get
 
-    def status(self, row: Any | None) -> dict:
-        """The `separation/get` body for a row of JobQueries.status_row (None: not found)."""
+    def status(self, row: Any | None, eta_seconds: float | None = None) -> dict:
+        """The `separation/get` body for a row of JobQueries.status_row (None: not found). `eta_seconds`: the time
+        left (service/jobs/eta.py), None when nothing measured tells it."""
         if row is None:
             return dict(NOT_FOUND_BODY)
         status = row.status
@@ -67,16 +72,21 @@ class JobPresenter:
         if status == JobStatus.FAILED:
             return {"success": True, "status": "failed", "data": {"message": row.message or "Separation failed"}}
         if status == JobStatus.DONE:
-            return {"success": True, "status": "done", "data": self._done_data(row)}
+            return {"success": True, "status": "done", "data": {**self._done_data(row), **self._progress(row, 0.0)}}
         # Exact counts: waiting jobs of the same plan, and this job's place in the order workers take them
         # (higher plans first, then first come first served).
         position = {"queue_count": int(row.queue_count), "current_order": int(row.ahead) + 1}
+        extra = self._progress(row, eta_seconds)
         if status == JobStatus.WAITING:
-            return {"success": True, "status": "waiting", "data": position}
+            return {"success": True, "status": "waiting", "data": {**position, **extra}}
         if status == JobStatus.PROCESSING:
-            return {"success": True, "status": "processing", "data": {"message": "Your file is being processed"}}
+            return {
+                "success": True,
+                "status": "processing",
+                "data": {"message": "Your file is being processed", **extra},
+            }
         if status == JobStatus.DISTRIBUTING:
-            data = {**position, "finished_chunks": row.finished_chunks, "all_chunks": row.all_chunks}
+            data = {**position, "finished_chunks": row.finished_chunks, "all_chunks": row.all_chunks, **extra}
             return {"success": True, "status": "distributing", "data": data}
         return {
             "success": True,
@@ -85,7 +95,17 @@ class JobPresenter:
                 "message": "Merging the separated chunks",
                 "finished_chunks": row.finished_chunks,
                 "all_chunks": row.all_chunks,
+                **extra,
             },
+        }
+
+    @staticmethod
+    def _progress(row: Any, eta_seconds: float | None) -> dict:
+        """openmvsep's additive keys (MVSep's clients ignore keys they do not know): `progress`, a whole percentage
+        that never goes back and is 100 only when done, and `eta_seconds`, whole seconds left or null."""
+        return {
+            "progress": percent(row.status, row.progress, row.finished_chunks, row.all_chunks),
+            "eta_seconds": None if eta_seconds is None else ceil(max(0.0, eta_seconds)),
         }
 
     def _done_data(self, job: Any) -> dict:
@@ -103,7 +123,7 @@ class JobPresenter:
         elif main.get("tags"):  # a row stored before inputs kept `media`
             data["tags"] = main["tags"]
         stem, ext = split_name(job.hash)
-        host = urlsplit(self.links.settings.effective_public_url).hostname or "openmvsep"  # no port: ':' breaks names
+        host = self.links.host or "openmvsep"  # no port: ':' breaks names
         input_download = f"{stem}_[{host}]" + (f".{ext}" if ext else "")
         data["input_file"] = {
             "url": self.links.file(main["key"], input_download),

@@ -25,6 +25,7 @@ from openmvsep.errors import UserError
 from openmvsep.runner.janitor import sweep_failed
 from openmvsep.service import lifecycle
 from openmvsep.service.catalog import Catalog
+from openmvsep.service.jobs.progress import ProgressReport
 from openmvsep.service.naming import output_key, output_names, storage_token
 from openmvsep.settings import Settings
 from openmvsep.store.db import Database
@@ -142,7 +143,14 @@ class SeparationWork:
             span = _bounded(job.inputs[role]["duration"], start, duration)
             with self.storage.local_file(job.inputs[role]["key"]) as path:
                 inputs[role], _ = audio.read_audio(path, sample_rate=rate, start=start, duration=span)
-        stems, out_rate = recipe.run(inputs, rate, choice, self.runtime)  # ModelUnavailable is a UserError
+        # The engine's model passes report how far they are; the job's row shows it (throttled, never lowered).
+        self.runtime.progress = ProgressReport(
+            self.db, job.id, chunk=item.kind == "chunk", every_seconds=self.settings.progress_report_seconds
+        )
+        try:
+            stems, out_rate = recipe.run(inputs, rate, choice, self.runtime)  # ModelUnavailable is a UserError
+        finally:
+            self.runtime.progress = None
         if item.kind == "chunk" and out_rate != rate:  # chunk frames are counted at the rate they were cut at
             raise JobFailure(f"The engine changed the rate of a chunk ({rate} -> {out_rate} Hz)")
         return stems, out_rate

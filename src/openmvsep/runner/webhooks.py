@@ -4,7 +4,8 @@ Not a separation worker: a receiver that never answers holds one sender for one 
 process runs them (`serve` with the local executor, and each API process beside Celery workers); the outbox's
 leases (service/webhooks) keep two processes from sending one event. The body is rendered when it is sent, by
 the presenters the API answers with, so a receiver gets exactly what a client polling the job (or the Quality
-Checker entry) would; it is signed for this attempt, with the secrets in force now.
+Checker entry) would, its links naming the address the job was created through (jobs.link_base) when no public
+URL is configured; it is signed for this attempt, with the secrets in force now.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ class WebhookSenders:
     def body(self, delivery: webhooks.Delivery) -> dict:
         """What this event's receiver gets (ServiceError: what it reports is gone)."""
         if delivery.job_hash is not None:
-            answer = bodies.mvsep_body(
-                delivery.job_hash, self.present.status(self.jobs.queries.status_row(delivery.job_hash))
-            )
+            row = self.jobs.queries.status_row(delivery.job_hash)
+            # No request here: the links name the address the job's creator reached (unless a public URL is set).
+            present = self.present.at(row.link_base) if row is not None else self.present
+            answer = bodies.mvsep_body(delivery.job_hash, present.status(row))
             if delivery.endpoint_id is None:
                 return answer  # a create's webhook_url: MVSep's body, unchanged
         elif delivery.entry_id is not None:

@@ -7,6 +7,7 @@ and no file; reading the audio (layouts, headers, samples) is the worker's, whic
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,9 +83,18 @@ class QualityService:
         self.storage = storage
         self.settings = settings
         self.notify = notify
+        self.base: str | None = None  # where the request being answered reached this server (at())
+
+    def at(self, base: str | None) -> QualityService:
+        """This service answering a request that reached the server at `base` (checked by the caller): the links
+        it builds name that address, unless a public URL is configured."""
+        other = copy.copy(self)
+        other.base = base
+        return other
 
     def url(self, path: str) -> str:
-        return f"{self.settings.effective_public_url}{path}"
+        base = self.settings.public_url.rstrip("/") or self.base or self.settings.effective_public_url
+        return f"{base}{path}"
 
     @property
     def limits(self) -> Limits:

@@ -143,6 +143,12 @@ class Job(Base):
     result_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     # The job whose outputs this one's are copies of (done at once, no worker ran it); None: it ran itself.
     reused_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # How much of the work is done, 0..1, as the workers report it while a piece runs (service/jobs/progress.py).
+    # Only ever raised (max in the UPDATE), so a poller never sees it go back.
+    progress: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # Where the creating request reached this server (scheme://host[/prefix]), for links built without a request
+    # (the webhook's body) when no public URL is configured.
+    link_base: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
     __table_args__ = (Index("ix_jobs_queue", "status", "plan", "id"),)
 

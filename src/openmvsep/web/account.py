@@ -168,7 +168,7 @@ def api_page(request: Request) -> Response:
     w = web(request)
     visit = w.sessions.load(request)
     context = {
-        "base": w.settings.effective_public_url,
+        "base": w.links(request).base,
         "token": visit.user.api_token if visit.user is not None else TOKEN_PLACEHOLDER,
     }
     return w.render.page(request, "api.html", context)

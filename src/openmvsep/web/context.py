@@ -8,7 +8,7 @@ from typing import Protocol
 from starlette.requests import Request
 
 from openmvsep.presenters.jobs import JobPresenter
-from openmvsep.presenters.links import Links
+from openmvsep.presenters.links import Links, checked_base
 from openmvsep.service.accounts import AccountService
 from openmvsep.service.catalog import Catalog
 from openmvsep.service.jobs import JobService
@@ -83,6 +83,10 @@ class WebContext:
     def present(self) -> JobPresenter:
         """MVSep's status shapes: the page says what `separation/get` says, from the same code."""
         return JobPresenter(self.catalog, Links(self.settings, self.storage))
+
+    def links(self, request: Request) -> Links:
+        """Links naming the address this request reached (the configured public URL, when there is one)."""
+        return Links(self.settings, self.storage, checked_base(str(request.base_url)))
 
 
 def web(request: Request) -> WebContext:

@@ -43,11 +43,11 @@ def status_view(w: WebContext, hash_value: str) -> dict:
     """`separation/get`'s answer for this hash, as the fragment template reads it, with the time elapsed and left
     while the job is not over."""
     row = w.jobs.queries.status_row(hash_value)
-    body = w.present.status(row)
+    eta = w.jobs.eta.estimate_row(row) if row is not None else None
+    body = w.present.status(row, eta.remaining_s if eta is not None else None)
     state = {"status": body.get("status", "not_found"), "data": body.get("data") or {}, "hash": hash_value}
-    if row is not None and state["status"] not in TERMINAL:
-        eta = w.jobs.eta.estimate(hash_value, ahead=int(row.ahead or 0))
-        state["eta"] = eta_view(eta) if eta is not None else None
+    if eta is not None and state["status"] not in TERMINAL:
+        state["eta"] = eta_view(eta)
     return state
 
 
@@ -113,8 +113,8 @@ def _time_left(expires_at: datetime) -> str:
 def _page_url(w: WebContext, key: str, download: str) -> str:
     """A file's link for this page: the store's own (presigned) when so configured, else a path on this site (so
     the page works whatever host name the browser used)."""
-    link = w.present.links.file(key, download)
-    base = w.settings.effective_public_url
+    links = w.present.links
+    link, base = links.file(key, download), links.base
     return link[len(base) :] if link.startswith(base + "/") else link
 
 

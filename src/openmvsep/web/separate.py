@@ -144,6 +144,7 @@ async def create(request: Request) -> Response:
             sep_type=parse_sep_type(text(form, "sep_type")),
             options_form={k: v for k, v in form.items() if k.startswith("add_opt") and isinstance(v, str)},
             output_format=parse_output_format(text(form, "output_format")),
+            link_base=w.links(request).base,
         )
         source_hash = text(form, "from_hash")
         url = text(form, "url").strip()

@@ -54,7 +54,7 @@ class JobService:
         self.remote = RemoteIntake(self.intake)
         self.control = JobControl(db, storage)
         self.queries = JobQueries(db, settings.free_daily_jobs)
-        self.eta = Estimates(db, settings.eta_sample_jobs, settings.eta_cache_seconds)
+        self.eta = Estimates(db, settings.eta_sample_jobs, settings.eta_cache_seconds, settings.eta_queue_cache_seconds)
         self.private_results = settings.private_results
 
     def may_view(self, job: Job | RemoteJob, viewer: User | None) -> bool:

@@ -101,6 +101,7 @@ class JobRequest:
     output_format: int = 0
     is_demo: bool = False
     webhook_url: str | None = None
+    link_base: str | None = None  # where the request reached this server, for links made later without one
 
 
 def parse_sep_type(value: str | None) -> int:
@@ -341,6 +342,7 @@ class Intake:
             duration=main.duration,
             credits_charged=cost,
             webhook_url=req.webhook_url,
+            link_base=req.link_base,
             created_at=now,
             updated_at=now,
             expires_at=now + timedelta(hours=self.settings.retention_hours),

@@ -56,6 +56,12 @@ _STATUS_QUERY = select(
     Job.finished_at,
     Job.updated_at,
     Job.reused_from,
+    # for progress and the time left (eta.py reads these)
+    Job.duration,
+    Job.created_at,
+    Job.started_at,
+    Job.progress,
+    Job.link_base,
     case((_QUEUED, _QUEUE_COUNT), else_=0).label("queue_count"),
     case((_QUEUED, _AHEAD), else_=0).label("ahead"),
 ).where(Job.hash == bindparam("hash"))

@@ -63,6 +63,7 @@ class RemoteIntake:
                     "output_format": req.output_format,
                     "is_demo": req.is_demo,
                     "webhook_url": req.webhook_url,
+                    "link_base": req.link_base,
                 },
                 status=RemoteStatus.WAITING,
                 created_at=now,
@@ -95,6 +96,7 @@ class RemoteIntake:
             params["output_format"],
             params["is_demo"],
             params.get("webhook_url"),
+            params.get("link_base"),
         )
         algo, choice = self.intake.check_request(req, owner)
         info = self.intake.probe(upload)
