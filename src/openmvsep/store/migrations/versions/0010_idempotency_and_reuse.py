@@ -37,10 +37,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_index(batch.f("ix_jobs_result_key"))
-        batch.drop_column("reused_from")
-        batch.drop_column("result_key")
+    # Plain ALTERs, not a batch: on SQLite a batch rebuilds `jobs` (copy, drop, rename), and dropping it deletes
+    # the rows that reference it with ON DELETE CASCADE (webhook events, chunks); SQLite >= 3.35 drops a column
+    # in place.
+    op.drop_index(op.f("ix_jobs_result_key"), table_name="jobs")
+    op.drop_column("jobs", "reused_from")
+    op.drop_column("jobs", "result_key")
     with op.batch_alter_table("idempotency_keys") as batch:
         batch.drop_index(batch.f("ix_idempotency_keys_created_at"))
     op.drop_table("idempotency_keys")

@@ -21,6 +21,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("link_base")
-        batch.drop_column("progress")
+    # Plain ALTERs, not a batch: on SQLite a batch rebuilds `jobs` (copy, drop, rename), and dropping it deletes
+    # the rows that reference it with ON DELETE CASCADE (webhook events, chunks); SQLite >= 3.35 drops a column
+    # in place.
+    op.drop_column("jobs", "link_base")
+    op.drop_column("jobs", "progress")
