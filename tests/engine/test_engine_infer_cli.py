@@ -24,6 +24,8 @@ pytest.importorskip("openmvsep.engine.models.roformer")
 
 def run_infer(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OPENMVSEP_DATA_DIR": str(tmp_path / "data")}
+    if "--precision" not in args:  # outputs are compared with fp32 runs; `auto` is tested on its own
+        args = (*args, "--precision", "fp32")
     return subprocess.run([str(BIN), "infer", *args], capture_output=True, text=True, env=env, timeout=300)
 
 

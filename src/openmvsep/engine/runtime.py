@@ -25,7 +25,7 @@ class Runtime:
     registry: WeightsRegistry
     cache: ModelCache = field(default_factory=lambda: ModelCache(2))
     device: str = "auto"
-    precision: str = "auto"  # engine.precision.CHOICES
+    precision: str = "fp32"  # engine.precision.CHOICES; the service passes its setting (default auto)
     batch_size: int = 0  # 0: automatic (separator.separate)
     auto_download: bool = False
     compile: bool = False  # torch.compile models as they load
