@@ -84,7 +84,10 @@ def site(tmp_path_factory):
         _run_all(worker)
         assert api.get("/api/separation/get", params={"hash": done}).json()["status"] == "done"
         waiting = api.post(
-            "/api/separation/create", data=fields, files={"audiofile": ("second take.wav", song)}
+            # another take: the same input again would be a reused result, done at once
+            "/api/separation/create",
+            data=fields,
+            files={"audiofile": ("second take.wav", wav_bytes(stereo_mix(3.0, seed=1)))},
         ).json()["data"]["hash"]
         remote = api.post(
             "/api/separation/create", data={**fields, "url": "http://127.0.0.1:9/song.wav", "remote_type": "direct"}
