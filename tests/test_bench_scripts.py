@@ -199,3 +199,17 @@ def test_gpu_table_is_checked(tmp_path):
     table[0].write_text(json.dumps(report))  # what json.dumps writes for inf by default: no strict JSON
     with pytest.raises(kit.KitError, match="strict JSON"):
         kit.check_table(*table, ["scnet"], ["fp16", "fp32"], complete=False)
+
+
+def test_encode_bench_times_each_format_both_ways():
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "encode.py"), "--stems", "2", "--seconds", "1", "--threads", "2"]
+        + ["--formats", "0,2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=BENCH.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.endswith("x")]
+    assert [row.split("  ")[0] for row in rows] == ["mp3 (320 kbps)", "flac (lossless, 16 bit)"]

@@ -48,3 +48,18 @@ def test_dsp_centre_job_end_to_end(harness):
     # The centre-panned tone lands in Center: its channels agree far more than the input's did.
     c = stems["Center"]
     assert np.abs(c[0] - c[1]).mean() < 0.2 * np.abs(mix[0] - mix[1]).mean()
+
+
+def test_stems_encoded_side_by_side_match_those_encoded_one_by_one(make_harness):
+    """ENCODE_THREADS changes how long the encoding takes, never what the job's files are or their order."""
+    mix = stereo_mix(seed=3)
+    results = []
+    for threads in (1, 4):
+        h = make_harness(encode_threads=threads)
+        token = h.user()
+        hash_value = h.create(token, wav_bytes(mix, subtype="FLOAT"), output_format="2")["data"]["hash"]
+        assert h.run_all() == 1
+        files = h.get(hash_value)["data"]["files"]
+        results.append([(f["type"], h.client.get(f["url"].removeprefix("http://testserver")).content) for f in files])
+    assert [kind for kind, _ in results[0]] == ["Center", "Wide"]
+    assert results[0] == results[1]

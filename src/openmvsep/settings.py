@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     batch_size: int = 0  # chunks per model call; 0: one on CPU, four on a GPU
     auto_download: bool = False  # fetch registered weights on first use
     compile_models: bool = False  # torch.compile each model when a worker loads it
+    encode_threads: int = Field(default=4, ge=1)  # a job's stems encoded side by side (codecs release the GIL)
 
     # Quality Checker.
     qc_max_upload_bytes: int = 8 * 1024**3  # a 100-track, 5-stem WAV submission is about 5 GB

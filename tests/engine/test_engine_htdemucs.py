@@ -65,6 +65,15 @@ def demucs_reference(model, mix: torch.Tensor, **kwargs) -> torch.Tensor:
     return apply_model(model, mix[None], shifts=0, split=True, **kwargs)[0]
 
 
+def reference_through_sdpa(model, mix: torch.Tensor, **kwargs) -> torch.Tensor:
+    """demucs' apply_model with its attention through scaled_dot_product_attention, as ours runs on CPU."""
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        return demucs_reference(model, mix, **kwargs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     # The models are so small that intra-op threads only spin: on a busy 2-core machine one thread is ~20x cheaper.
@@ -90,8 +99,8 @@ def test_apply_matches_demucs_apply_model_for_every_batch_size(model, length):
         ours = apply(model, mix, batch_size=batch_size)
         assert ours.shape == (4, 2, length)
         assert_same(reference, ours)
-        if batch_size == 1:  # one segment per call is the reference's own arithmetic: bit-equal
-            assert torch.equal(ours, reference)
+        if batch_size == 1:  # one segment per call is the reference's own arithmetic: bit-equal with the same
+            assert torch.equal(ours, reference_through_sdpa(model, mix))  # attention kernel (see demucs_apply)
 
 
 def test_apply_with_segment_and_overlap_overrides(model):
@@ -143,6 +152,21 @@ def test_apply_rejects_bad_arguments(model):
         apply(model, mix, stems=["piano"])
     with pytest.raises(ValueError, match="overlap"):
         apply(model, mix, overlap=1.0)
+
+
+def test_attention_runs_without_the_mha_fast_path_on_cpu_and_the_flag_comes_back(model):
+    """The self-attention layers go through scaled_dot_product_attention (the CPU speed-up of demucs_apply), only
+    while the model runs; the output equals the fast path's."""
+    seen: list[bool] = []
+    hook = model.register_forward_pre_hook(lambda *_: seen.append(torch.backends.mha.get_fastpath_enabled()))
+    mix = noise(2, 7000, seed=8)
+    try:
+        out = apply(model, mix)
+    finally:
+        hook.remove()
+    assert seen and not any(seen)
+    assert torch.backends.mha.get_fastpath_enabled()
+    assert_same(demucs_reference(model, mix), out)
 
 
 def test_deterministic(model):

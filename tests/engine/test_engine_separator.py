@@ -91,7 +91,7 @@ def test_compiled_model_gives_the_same_stems():
 
 
 def test_automatic_batch_size():
-    """0 leaves the batch to the engine: one chunk per call for chunked models on CPU, a few elsewhere; an
+    """0 leaves the batch to the engine: one chunk per call on CPU, a few elsewhere; an
     explicit size is always honoured."""
     from types import SimpleNamespace
 
@@ -101,6 +101,7 @@ def test_automatic_batch_size():
         return SimpleNamespace(device=torch.device(device), model_type=model_type)
 
     assert _batch_size(loaded("cpu", "mel_band_roformer"), 0) == 1
-    assert _batch_size(loaded("cpu", "htdemucs"), 0) == AUTO_GPU_BATCH
+    assert _batch_size(loaded("cpu", "htdemucs"), 0) == 1
+    assert _batch_size(loaded("meta", "htdemucs"), 0) == AUTO_GPU_BATCH
     assert _batch_size(loaded("meta", "mdx23c"), 0) == AUTO_GPU_BATCH
     assert _batch_size(loaded("cpu", "mdx23c"), 3) == 3

@@ -194,13 +194,13 @@ def _forward(loaded: LoadedModel) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _batch_size(loaded: LoadedModel, asked: int) -> int:
-    """The caller's batch size, or for 0 ours: one chunk at a time for the chunked families on CPU, where a chunk
-    already fills the cores and bigger batches were slower per chunk (2 cores: Mel-RoFormer 19.5 s vs 25 s at 4,
-    MDX23C 13.4 s vs 18.4 s) while holding that many times the activations (demucs v2 too: its segments are 40 s);
-    a few elsewhere. The output does not depend on it (see demix)."""
+    """The caller's batch size, or for 0 ours: one chunk at a time on CPU, where a chunk already fills the cores
+    and bigger batches were slower per chunk (2 cores: Mel-RoFormer 19.5 s vs 25 s at 4, MDX23C 13.4 s vs 18.4 s,
+    HTDemucs on 20 s 14.7 s vs 17.1 s) while holding that many times the activations (demucs v2 too: its segments
+    are 40 s); a few on a GPU. The output does not depend on it (see demix)."""
     if asked > 0:
         return asked
-    return 1 if loaded.device.type == "cpu" and loaded.model_type != "htdemucs" else AUTO_GPU_BATCH
+    return 1 if loaded.device.type == "cpu" else AUTO_GPU_BATCH
 
 
 def _separate_once(

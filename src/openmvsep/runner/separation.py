@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -176,8 +177,8 @@ class SeparationWork:
         main = next(iter(job.inputs.values()))
         extension = audio.FORMATS[job.output_format].extension
         token = storage_token()  # one unguessable folder for this job's outputs
-        files = []
-        for stem, blocks in stems:
+
+        def encoded(stem: str, blocks: Iterable[np.ndarray] | Document) -> dict:
             document = blocks if isinstance(blocks, Document) else None
             storage_name, download = output_names(
                 job.hash,
@@ -192,8 +193,7 @@ class SeparationWork:
             if document is not None:
                 local.write_bytes(document.data)
                 label = labels.get(stem) or document.label or stem.replace("_", " ").title()
-                files.append(self._stored(token, storage_name, local, download, stem, label))
-                continue
+                return self._stored(token, storage_name, local, download, stem, label)
             assert not isinstance(blocks, Document)  # for mypy: documents were stored above
             writer = None
             for block in blocks:  # the writer resamples where an encoder does not take the rate
@@ -205,8 +205,12 @@ class SeparationWork:
                 raise JobFailure(f"The engine produced no audio for {stem}")
             writer.close()
             label = labels.get(stem, stem.replace("_", " ").title())
-            files.append(self._stored(token, storage_name, local, download, stem, label))
-        return files
+            return self._stored(token, storage_name, local, download, stem, label)
+
+        # Stems are encoded side by side: the codecs (LAME, AAC, FLAC) release the GIL, and after a GPU
+        # separation a multi-stem job's encoding would otherwise take longer than the model did.
+        with ThreadPoolExecutor(max_workers=self.settings.encode_threads, thread_name_prefix="encode") as pool:
+            return list(pool.map(lambda pair: encoded(*pair), stems))
 
     def _stored(self, token: str, storage_name: str, local: Path, download: str, stem: str, label: str) -> dict:
         """Put one finished output file into storage; its record in the job's `files`."""
