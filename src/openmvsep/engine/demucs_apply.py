@@ -236,8 +236,8 @@ def _attention_through_sdpa(device: torch.device) -> Iterator[None]:
 
     HTDemucs' self-attention layers would otherwise take torch's fused MHA kernel, which on CPU forms every
     attention matrix with bmm + softmax; the regular path goes through `scaled_dot_product_attention`'s flash
-    kernel, as its cross-attention layers already do: the same result (133 dB apart on a 20-s track), 10-15 %
-    less time for the whole model on 2 cores. The switch is torch's process-wide flag, restored on the way out;
+    kernel, as its cross-attention layers already do: the same result (133 dB apart on a 20-s track), about 10 %
+    less time per forward on 2 cores. The switch is torch's process-wide flag, restored on the way out;
     GPUs keep the fast path until measured there.
     """
     if device.type != "cpu":

@@ -246,7 +246,7 @@ class SeparationWork:
             )
         stems = _recipe(job).stems(choice)
 
-        def pieces(stem: str) -> Iterable[tuple[Chunk, np.ndarray]]:  # one chunk file at a time in memory
+        def pieces(stem: str) -> Iterable[tuple[Chunk, np.ndarray]]:  # one chunk file per stem at a time in memory
             for c in chunks:
                 with self.storage.local_file(self._chunk_key(job, c.index, stem)) as path:
                     data, _ = sf.read(path, dtype="float32", always_2d=True)
