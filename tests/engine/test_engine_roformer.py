@@ -142,8 +142,12 @@ def test_matches_reference_golden_output(name: str) -> None:
     flat = out.flatten().double()
     assert flat.abs().sum().item() == pytest.approx(facts["abs_sum"], rel=1e-5)
     assert (flat**2).sum().item() == pytest.approx(facts["sq_sum"], rel=1e-5)
+    # Sampled values within 1e-4 of themselves or of the output's RMS: a small sample's last digits follow the
+    # processor's GEMM kernels (on an AVX2-only AMD EPYC one of 0.018 in the linear-attention case is 2.3e-6 off),
+    # while a wrong computation misses by orders of magnitude more.
+    rms = math.sqrt(facts["sq_sum"] / flat.numel())
     for index, value in facts["samples"].items():
-        assert flat[index].item() == pytest.approx(value, rel=1e-4, abs=1e-6)
+        assert flat[index].item() == pytest.approx(value, rel=1e-4, abs=1e-4 * rms)
 
 
 def test_mel_filterbank_matches_librosa_band_sizes() -> None:
