@@ -4,8 +4,8 @@
 
 After a GPU separation the encoding of a multi-stem job's outputs is a large part of its time: the codecs
 (LAME for MP3, FFmpeg's AAC, libsndfile's FLAC) run on the CPU, one stem at a time unless the worker encodes
-them side by side. Each stem is a different synthetic stereo signal at 44.1 kHz; every file is written with
-`AudioWriter` in the worker's block size, as the worker writes them. Prints seconds and the speed-up.
+them side by side. Each stem is a different synthetic stereo signal at 44.1 kHz, written whole with
+`write_audio`, as the worker hands a separated stem to its writer. Prints seconds and the speed-up.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from openmvsep.engine.audio import FORMATS, AudioWriter
+from openmvsep.engine.audio import FORMATS, write_audio
 
 RATE = 44100
-BLOCK = RATE * 10
 
 
 def stem_signal(index: int, seconds: float) -> np.ndarray:
@@ -40,18 +39,12 @@ def stem_signal(index: int, seconds: float) -> np.ndarray:
     return np.stack([tone + 0.05 * rng.standard_normal(t.size) for _ in range(2)]).astype(np.float32)
 
 
-def encode(path: Path, data: np.ndarray, fmt: int) -> None:
-    with AudioWriter(path, fmt, RATE, data.shape[0]) as writer:
-        for start in range(0, data.shape[1], BLOCK):
-            writer.write(data[:, start : start + BLOCK])
-
-
 def timed(stems: list[np.ndarray], fmt: int, folder: Path, threads: int) -> float:
     extension = FORMATS[fmt].extension
     jobs = [(folder / f"{threads}-{i}.{extension}", data) for i, data in enumerate(stems)]
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(lambda job: encode(job[0], job[1], fmt), jobs))
+        list(pool.map(lambda job: write_audio(job[0], job[1], RATE, fmt), jobs))
     return time.perf_counter() - start
 
 

@@ -20,7 +20,7 @@ from demucs.htdemucs import HTDemucs
 from demucs.states import load_model
 
 from openmvsep.engine.config import ConfigError, load_config
-from openmvsep.engine.demucs_apply import apply, normalized_apply, plan_segments
+from openmvsep.engine.demucs_apply import _attention_through_sdpa, apply, normalized_apply, plan_segments
 from openmvsep.engine.models.htdemucs import (
     DemucsLoadError,
     UntrustedCheckpointError,
@@ -67,11 +67,8 @@ def demucs_reference(model, mix: torch.Tensor, **kwargs) -> torch.Tensor:
 
 def reference_through_sdpa(model, mix: torch.Tensor, **kwargs) -> torch.Tensor:
     """demucs' apply_model with its attention through scaled_dot_product_attention, as ours runs on CPU."""
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
+    with _attention_through_sdpa(torch.device("cpu")):
         return demucs_reference(model, mix, **kwargs)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(True)
 
 
 @pytest.fixture(scope="module", autouse=True)
